@@ -13,18 +13,19 @@ from typing import Iterable
 from hcpsim.apiserver import crds
 from hcpsim.apiserver.backend import Backend
 from hcpsim.apiserver.faults import Faults
-from hcpsim.apiserver.podio import PodIO
 from hcpsim.apiserver.responses import ApiApp
 from hcpsim.apiserver.server import ServerLoop, write_kubeconfig
 from hcpsim.apiserver.store import Store
+from hcpsim.controllers.kubelet import Kubelet
 from hcpsim.pki import CertificateAuthority
+from hcpsim.runtime.pod_runtime import PodRuntime
 
 log = logging.getLogger("hcpsim")
 
 
 class SimCluster:
     def __init__(self, name: str, loop: ServerLoop, data_dir: Path, ca: CertificateAuthority, *,
-                 history_size: int = 20000) -> None:
+                 history_size: int = 20000, binaries: dict[str, str] | None = None) -> None:
         self.name = name
         self.data_dir = data_dir
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -37,10 +38,9 @@ class SimCluster:
                             directory=data_dir / "pki", file_stem="apiserver")
         self.port = loop.serve(self.app, tls=self.tls)
         self.url = f"https://127.0.0.1:{self.port}"
-        self.crd_load_counts: dict[str, int] = {}
-
-    def set_pod_io(self, pod_io: PodIO) -> None:
-        self.app.pod_io = pod_io
+        self.runtime = PodRuntime(data_dir / "runtime", binaries=binaries)
+        self.kubelet = Kubelet(self.backend, self.runtime, data_dir, f"{name}-node-0")
+        self.app.pod_io = self.kubelet
 
     def install_crds(self, definitions: Iterable[dict]) -> int:
         count = 0
@@ -51,6 +51,7 @@ class SimCluster:
 
     def stop(self) -> None:
         self._loop.stop(self.port)
+        self.kubelet.close()
 
 
 class Simulator:

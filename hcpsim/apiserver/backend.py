@@ -30,9 +30,6 @@ from hcpsim.apiserver.store import Store, copy_obj
 
 CRD_KEY = ("apiextensions.k8s.io", "customresourcedefinitions")
 NAMESPACE_KEY = ("", "namespaces")
-# Kinds whose names must be DNS-1123 labels rather than subdomains (apimachinery ValidateNamespaceName,
-# core ValidateServiceName).
-_LABEL_NAMED = {("", "Namespace"), ("", "Service")}
 
 MERGE_PATCH = "application/merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
@@ -376,8 +373,7 @@ class Backend:
     def _validate(self, rt: ResourceType, obj: dict, old: dict | None, version: str | None) -> None:
         errors: list[FieldError] = []
         meta = obj["metadata"]
-        name_rule = "label" if (rt.group, rt.kind) in _LABEL_NAMED else "subdomain"
-        errors += names.validate_object_meta(meta, rt.namespaced, name_rule)
+        errors += names.validate_object_meta(meta, rt.namespaced, names.name_rule_for(rt.group, rt.kind))
         if old is not None:
             errors += names.validate_metadata_update(meta, old["metadata"])
         if rt.builtin:

@@ -250,8 +250,11 @@ def _validate_pvc(obj: dict, old: dict | None) -> list[FieldError]:
         errors.append(FieldError("FieldValueRequired", "spec.resources[storage]", ""))
     if old is not None:
         old_spec = old.get("spec") or {}
-        strip = lambda s: {k: v for k, v in s.items() if k != "resources"}  # noqa: E731 (size may grow)
-        if strip(spec) != strip(old_spec):
+        # Size may grow, and the binder sets volumeName once.
+        def strip(s: dict) -> dict:
+            return {k: v for k, v in s.items() if k not in ("resources", "volumeName")}
+
+        if strip(spec) != strip(old_spec) or (old_spec.get("volumeName") and spec.get("volumeName") != old_spec["volumeName"]):
             errors.append(FieldError("FieldValueForbidden", "spec", "spec is immutable after creation except resources.requests and volumeAttributesClassName for bound claims"))
     return errors
 

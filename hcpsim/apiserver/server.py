@@ -49,7 +49,7 @@ class ServerLoop:
         config = uvicorn.Config(
             app, host=host, port=bound, log_level="warning", access_log=False, lifespan="off",
             http="httptools", ws="websockets-sansio", ws_max_size=64 * 1024 * 1024, ws_ping_interval=None,
-            timeout_graceful_shutdown=2, timeout_keep_alive=30,
+            timeout_graceful_shutdown=1, timeout_keep_alive=30,
             ssl_certfile=str(tls.cert_path) if tls else None, ssl_keyfile=str(tls.key_path) if tls else None,
         )
         server = uvicorn.Server(config)
@@ -74,6 +74,8 @@ class ServerLoop:
         server, task, app = entry
 
         async def shutdown() -> None:
+            # Idle keep-alive connections of clients make uvicorn log an "error" at shutdown: not one.
+            logging.getLogger("uvicorn.error").setLevel(logging.CRITICAL)
             app.stop_watches()
             server.should_exit = True
             try:

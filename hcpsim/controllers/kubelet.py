@@ -1,0 +1,357 @@
+"""The kubelet (and the bits of scheduler and volume binder it needs) of a simulated cluster.
+
+It binds new pods to the cluster's node, resolves their volumes to directories (a PVC's directory
+outlives the pod and dies with the PVC), starts them in the PodRuntime, keeps pod status in step
+with the containers, and stops processes before a deleted pod goes away. It also serves the
+HTTP layer's exec and log requests (hcpsim.apiserver.podio.PodIO).
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import queue
+import shutil
+import threading
+from pathlib import Path
+from typing import Any
+
+from hcpsim.apiserver.backend import Backend, DeleteOptions
+from hcpsim.apiserver.clock import now_rfc3339
+from hcpsim.apiserver.errors import ApiError
+from hcpsim.apiserver.resources import ResourceType
+from hcpsim.apiserver.store import Event, copy_obj
+from hcpsim.runtime.pod_runtime import ContainerSpec, PodRuntime
+from hcpsim.runtime.sandbox import Mount, ProcessSpec
+
+log = logging.getLogger("hcpsim.kubelet")
+
+PODS = ("", "pods")
+PVCS = ("", "persistentvolumeclaims")
+NODES = ("", "nodes")
+PVC_PROTECTION = "kubernetes.io/pvc-protection"
+
+
+class Kubelet:
+    def __init__(self, backend: Backend, runtime: PodRuntime, data_dir: Path, node_name: str,
+                 *, max_grace_seconds: float = 2.0) -> None:
+        self.backend = backend
+        self.runtime = runtime
+        self.runtime.on_change = self._on_runtime_change
+        self.data_dir = Path(data_dir)
+        self.node_name = node_name
+        self.max_grace_seconds = max_grace_seconds
+        self._queue: queue.Queue[tuple[str, Any]] = queue.Queue()
+        self._started: dict[str, tuple[str, str]] = {}  # pod uid -> (namespace, name)
+        self._stopping = threading.Event()
+        self._ip_counter = 10
+        self._thread = threading.Thread(target=self._loop, name=f"kubelet-{node_name}", daemon=True)
+        self._ensure_node()
+        backend.graceful_delete_hooks[PODS] = self._graceful_delete
+        self._unsubscribe = backend.store.subscribe(self._on_event)
+        self._thread.start()
+        # Pods and claims that existed before the kubelet started.
+        for pod in backend.store.items(PODS):
+            self._queue.put(("pod", (pod["metadata"].get("namespace", ""), pod["metadata"]["name"])))
+        for pvc in backend.store.items(PVCS):
+            self._queue.put(("pvc", (pvc["metadata"]["namespace"], pvc["metadata"]["name"])))
+
+    # PodIO for the HTTP layer.
+
+    def exec_spec(self, pod: dict, container: str, argv: list[str]) -> ProcessSpec:
+        uid = pod["metadata"]["uid"]
+        if not self.runtime.has_pod(uid):
+            raise ApiError.bad_request(f"unable to upgrade connection: container not found (\"{container}\")")
+        return self.runtime.exec_spec(uid, container, argv)
+
+    def log_path(self, pod: dict, container: str) -> Path | None:
+        uid = pod["metadata"]["uid"]
+        return self.runtime.log_path(uid, container) if self.runtime.has_pod(uid) else None
+
+    def pvc_dir(self, namespace: str, claim: str) -> Path:
+        return self.data_dir / "pvcs" / namespace / claim
+
+    def close(self) -> None:
+        self._stopping.set()
+        self._unsubscribe()
+        self._queue.put(("stop", None))
+        self._thread.join(timeout=5)
+        self.runtime.close()
+
+    # Events from the store arrive under its lock: queue them, work in the kubelet thread.
+
+    def _on_event(self, event: Event) -> None:
+        if event.key == PODS:
+            self._queue.put(("pod", (event.namespace, event.name)) if event.type != "DELETED"
+                            else ("pod-deleted", event.obj["metadata"]["uid"]))
+        elif event.key == PVCS:
+            self._queue.put(("pvc", (event.namespace, event.name)) if event.type != "DELETED"
+                            else ("pvc-deleted", (event.namespace, event.name)))
+
+    def _on_runtime_change(self, uid: str) -> None:
+        where = self._started.get(uid)
+        if where:
+            self._queue.put(("status", where))
+
+    def _loop(self) -> None:
+        while not self._stopping.is_set():
+            kind, arg = self._queue.get()
+            if kind == "stop":
+                return
+            try:
+                if kind in ("pod", "status"):
+                    self._sync_pod(*arg)
+                elif kind == "pod-deleted":
+                    self._forget_pod(arg)
+                elif kind == "pvc":
+                    self._sync_pvc(*arg)
+                elif kind == "pvc-deleted":
+                    shutil.rmtree(self.pvc_dir(*arg), ignore_errors=True)
+            except ApiError as e:
+                if e.code not in (404, 409):
+                    log.warning("kubelet %s: %s %s: %s", self.node_name, kind, arg, e.message)
+            except Exception:
+                log.exception("kubelet %s: %s %s failed", self.node_name, kind, arg)
+
+    # Pods.
+
+    def _pods_type(self) -> ResourceType:
+        return self.backend.type_for(*PODS)
+
+    def _sync_pod(self, namespace: str, name: str) -> None:
+        pod = self.backend.store.get(PODS, namespace, name)
+        if pod is None:
+            return
+        uid = pod["metadata"]["uid"]
+        if pod["metadata"].get("deletionTimestamp"):
+            return
+        spec = pod.get("spec") or {}
+        if not spec.get("nodeName"):
+            self._bind(pod)
+            return
+        if spec["nodeName"] != self.node_name:
+            return
+        if uid not in self._started:
+            mounts, problem = self._resolve_mounts(pod)
+            if problem:
+                self._write_status(pod, pending_reason=problem)
+                return
+            containers = [ContainerSpec.from_k8s(c) for c in spec.get("containers", [])]
+            self.runtime.start_pod(uid, namespace, name, containers, mounts, restart_policy=spec.get("restartPolicy", "Always"))
+            self._started[uid] = (namespace, name)
+        self._write_status(self.backend.store.get(PODS, namespace, name) or pod)
+
+    def _bind(self, pod: dict) -> None:
+        # The scheduler's part: one node per simulated cluster takes every pod.
+        updated = copy_obj(pod)
+        updated["spec"]["nodeName"] = self.node_name
+        meta = updated["metadata"]
+        self.backend.update(self._pods_type(), meta["namespace"], meta["name"], updated)
+
+    def _resolve_mounts(self, pod: dict) -> tuple[dict[str, list[Mount]], str | None]:
+        namespace = pod["metadata"]["namespace"]
+        uid = pod["metadata"]["uid"]
+        volumes: dict[str, Path] = {}
+        for volume in (pod.get("spec") or {}).get("volumes", []):
+            vname = volume["name"]
+            if "persistentVolumeClaim" in volume:
+                claim = volume["persistentVolumeClaim"]["claimName"]
+                pvc = self.backend.store.get(PVCS, namespace, claim)
+                if pvc is None:
+                    return {}, f'persistentvolumeclaim "{claim}" not found'
+                if pvc["metadata"].get("deletionTimestamp"):
+                    return {}, f'persistentvolumeclaim "{claim}" is being deleted'
+                path = self.pvc_dir(namespace, claim)
+            elif "hostPath" in volume:
+                path = Path(volume["hostPath"]["path"])
+            else:
+                path = self.data_dir / "pods" / uid / "volumes" / vname
+                path.mkdir(parents=True, exist_ok=True)
+                if "secret" in volume:
+                    self._project(path, ("", "secrets"), namespace, volume["secret"].get("secretName", ""), "data", volume["secret"])
+                elif "configMap" in volume:
+                    self._project(path, ("", "configmaps"), namespace, volume["configMap"].get("name", ""), "data", volume["configMap"])
+            path.mkdir(parents=True, exist_ok=True)
+            volumes[vname] = path
+        mounts: dict[str, list[Mount]] = {}
+        for container in (pod.get("spec") or {}).get("containers", []):
+            entries = []
+            for vm in container.get("volumeMounts", []):
+                if vm["name"] not in volumes:
+                    return {}, f'volume "{vm["name"]}" of container "{container["name"]}" is not defined'
+                host = volumes[vm["name"]]
+                if vm.get("subPath"):
+                    host = host / vm["subPath"]
+                    host.mkdir(parents=True, exist_ok=True)
+                entries.append(Mount(vm["mountPath"], host, bool(vm.get("readOnly"))))
+            mounts[container["name"]] = entries
+        return mounts, None
+
+    def _project(self, path: Path, key: tuple[str, str], namespace: str, name: str, field: str, source: dict) -> None:
+        obj = self.backend.store.get(key, namespace, name)
+        if obj is None:
+            return
+        items = source.get("items")
+        entries = obj.get(field) or {}
+        binary = obj.get("binaryData") or {}
+        selected = {i["key"]: i.get("path", i["key"]) for i in items} if items else {k: k for k in list(entries) + list(binary)}
+        for k, rel in selected.items():
+            target = path / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if key == ("", "secrets"):
+                target.write_bytes(base64.b64decode(entries.get(k, "")))
+            elif k in binary:
+                target.write_bytes(base64.b64decode(binary[k]))
+            else:
+                target.write_text(entries.get(k, ""))
+
+    def _write_status(self, pod: dict, pending_reason: str | None = None) -> None:
+        meta = pod["metadata"]
+        status = copy_obj(pod.get("status") or {})
+        now = now_rfc3339()
+        if pending_reason:
+            status.update(phase="Pending", conditions=[{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                                                        "message": pending_reason, "lastTransitionTime": now}])
+        else:
+            states = self.runtime.container_states(meta["uid"])
+            statuses = []
+            all_ready = True
+            for c in pod["spec"].get("containers", []):
+                st = states.get(c["name"])
+                running = st is not None and st.state == "running"
+                all_ready = all_ready and running
+                entry: dict[str, Any] = {
+                    "name": c["name"], "image": c.get("image", ""), "imageID": c.get("image", ""),
+                    "ready": running, "started": running, "restartCount": st.restart_count if st else 0,
+                    "state": st.k8s_state() if st else {"waiting": {"reason": "ContainerCreating"}},
+                    "lastState": st.k8s_last_state() if st else {},
+                    "containerID": f"cri-o://{meta['uid']}-{c['name']}",
+                }
+                statuses.append(entry)
+            terminated = [s for s in states.values() if s.state == "terminated"]
+            phase = "Running"
+            if terminated and len(terminated) == len(states) and pod["spec"].get("restartPolicy") != "Always":
+                phase = "Succeeded" if all(s.exit_code == 0 for s in terminated) else "Failed"
+            ready = "True" if all_ready and phase == "Running" else "False"
+            old_conditions = {c["type"]: c for c in status.get("conditions", [])}
+
+            def condition(ctype: str, value: str) -> dict[str, Any]:
+                previous = old_conditions.get(ctype)
+                since = previous["lastTransitionTime"] if previous and previous["status"] == value else now
+                return {"type": ctype, "status": value, "lastProbeTime": None, "lastTransitionTime": since}
+
+            if "podIP" not in status:
+                self._ip_counter += 1
+                status["podIP"] = f"10.128.{self._ip_counter // 250}.{self._ip_counter % 250 + 2}"
+                status["podIPs"] = [{"ip": status["podIP"]}]
+            status.update(
+                phase=phase, hostIP="127.0.0.1", hostIPs=[{"ip": "127.0.0.1"}], startTime=status.get("startTime", now),
+                qosClass=status.get("qosClass", "BestEffort"), containerStatuses=statuses,
+                conditions=[condition("PodReadyToStartContainers", "True"), condition("Initialized", "True"),
+                            condition("Ready", ready), condition("ContainersReady", ready), condition("PodScheduled", "True")],
+            )
+        if status == pod.get("status"):
+            return
+        updated = copy_obj(pod)
+        updated["status"] = status
+        self.backend.update(self._pods_type(), meta["namespace"], meta["name"], updated, subresource="status")
+
+    def _graceful_delete(self, rt: ResourceType, pod: dict, options: DeleteOptions) -> bool:
+        """A running pod is stopped first (SIGTERM, then SIGKILL after the grace period), then removed."""
+        uid = pod["metadata"]["uid"]
+        if uid not in self._started or options.grace_period_seconds == 0:
+            return False
+        grace = options.grace_period_seconds
+        if grace is None:
+            grace = (pod.get("spec") or {}).get("terminationGracePeriodSeconds", 30)
+        updated = copy_obj(pod)
+        updated["metadata"]["deletionTimestamp"] = now_rfc3339()
+        updated["metadata"]["deletionGracePeriodSeconds"] = grace
+        self.backend.store.put(PODS, updated, "MODIFIED")
+        threading.Thread(target=self._finish_delete, args=(pod["metadata"]["namespace"], pod["metadata"]["name"], uid,
+                                                           min(float(grace), self.max_grace_seconds)), daemon=True).start()
+        return True
+
+    def _finish_delete(self, namespace: str, name: str, uid: str, grace: float) -> None:
+        self.runtime.stop_pod(uid, grace_seconds=grace)
+        current = self.backend.store.get(PODS, namespace, name)
+        if current is not None and current["metadata"]["uid"] == uid:
+            try:
+                self.backend.delete(self._pods_type(), namespace, name,
+                                    DeleteOptions(grace_period_seconds=0, preconditions={"uid": uid}))
+            except ApiError:
+                pass
+
+    def _forget_pod(self, uid: str) -> None:
+        if self._started.pop(uid, None) is not None:
+            self.runtime.stop_pod(uid, grace_seconds=0)
+            self.runtime.remove_pod(uid)
+        self._release_claims()
+
+    # Persistent volume claims (the volume binder and the pvc-protection controller).
+
+    def _sync_pvc(self, namespace: str, name: str) -> None:
+        pvc = self.backend.store.get(PVCS, namespace, name)
+        if pvc is None:
+            return
+        rt = self.backend.type_for(*PVCS)
+        meta = pvc["metadata"]
+        if meta.get("deletionTimestamp"):
+            self._release_claims()
+            return
+        if PVC_PROTECTION not in (meta.get("finalizers") or []):
+            updated = copy_obj(pvc)
+            updated["metadata"]["finalizers"] = list(meta.get("finalizers") or []) + [PVC_PROTECTION]
+            self.backend.update(rt, namespace, name, updated)
+            return
+        if (pvc.get("status") or {}).get("phase") != "Bound":
+            self.pvc_dir(namespace, name).mkdir(parents=True, exist_ok=True)
+            updated = copy_obj(pvc)
+            updated["spec"].setdefault("volumeName", f"pvc-{meta['uid']}")
+            self.backend.update(rt, namespace, name, updated)
+            updated = copy_obj(self.backend.store.get(PVCS, namespace, name))
+            updated["status"] = {
+                "phase": "Bound", "accessModes": pvc["spec"].get("accessModes", []),
+                "capacity": {"storage": ((pvc["spec"].get("resources") or {}).get("requests") or {}).get("storage", "1Gi")},
+            }
+            self.backend.update(rt, namespace, name, updated, subresource="status")
+
+    def _release_claims(self) -> None:
+        """Claims being deleted lose their protection once no pod uses them."""
+        rt = self.backend.type_for(*PVCS)
+        in_use = set()
+        for pod in self.backend.store.items(PODS):
+            for volume in (pod.get("spec") or {}).get("volumes", []):
+                if "persistentVolumeClaim" in volume and pod["metadata"]["uid"] in self._started:
+                    in_use.add((pod["metadata"]["namespace"], volume["persistentVolumeClaim"]["claimName"]))
+        for pvc in self.backend.store.items(PVCS):
+            meta = pvc["metadata"]
+            key = (meta["namespace"], meta["name"])
+            if meta.get("deletionTimestamp") and PVC_PROTECTION in (meta.get("finalizers") or []) and key not in in_use:
+                updated = copy_obj(pvc)
+                updated["metadata"]["finalizers"] = [f for f in meta["finalizers"] if f != PVC_PROTECTION]
+                try:
+                    self.backend.update(rt, key[0], key[1], updated)
+                except ApiError:
+                    pass
+
+    # The node.
+
+    def _ensure_node(self) -> None:
+        rt = self.backend.type_for(*NODES)
+        if self.backend.store.get(NODES, "", self.node_name) is not None:
+            return
+        self.backend.create(rt, None, {"metadata": {"name": self.node_name, "labels": {
+            "kubernetes.io/hostname": self.node_name, "node-role.kubernetes.io/worker": "", "kubernetes.io/os": "linux"}}})
+        node = copy_obj(self.backend.store.get(NODES, "", self.node_name))
+        now = now_rfc3339()
+        node["status"] = {
+            "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "kubelet is posting ready status",
+                            "lastHeartbeatTime": now, "lastTransitionTime": now}],
+            "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}, {"type": "Hostname", "address": self.node_name}],
+            "capacity": {"cpu": "16", "memory": "64Gi", "pods": "250"},
+            "allocatable": {"cpu": "16", "memory": "64Gi", "pods": "250"},
+            "nodeInfo": {"kubeletVersion": "v1.31.4", "containerRuntimeVersion": "cri-o://1.31.0", "operatingSystem": "linux",
+                         "architecture": "amd64"},
+        }
+        self.backend.update(rt, None, self.node_name, node, subresource="status")

@@ -1,0 +1,75 @@
+"""Manifests of the simulated world's objects, shaped as `hypershift create cluster aws --render`
+writes them, valid against the real HyperShift CRDs (../shared/crds).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+DEFAULT_RELEASE_IMAGE = "quay.io/openshift-release-dev/ocp-release:4.17.9-x86_64"
+_ACCOUNT = "123456789012"
+
+
+def hosted_cluster(
+    name: str,
+    namespace: str = "clusters",
+    *,
+    release_image: str = DEFAULT_RELEASE_IMAGE,
+    external_dns_domain: str = "hcp.example.com",
+    base_domain: str = "example.com",
+    availability: str = "HighlyAvailable",
+    region: str = "us-east-1",
+    restore_snapshot_url: str | None = None,
+) -> dict[str, Any]:
+    """A HostedCluster on AWS with its API published through external DNS (Route + hostname)."""
+    roles = {f"{role}ARN": f"arn:aws:iam::{_ACCOUNT}:role/{name}-{role}" for role in (
+        "controlPlaneOperator", "imageRegistry", "ingress", "kubeCloudController", "network", "nodePoolManagement", "storage")}
+
+    def route(service: str, host: str | None) -> dict[str, Any]:
+        strategy: dict[str, Any] = {"type": "Route"}
+        if host:
+            strategy["route"] = {"hostname": host}
+        return {"service": service, "servicePublishingStrategy": strategy}
+
+    storage: dict[str, Any] = {"type": "PersistentVolume", "persistentVolume": {"size": "8Gi"}}
+    if restore_snapshot_url:
+        storage["restoreSnapshotURL"] = [restore_snapshot_url]
+    return {
+        "apiVersion": "hypershift.openshift.io/v1beta1",
+        "kind": "HostedCluster",
+        "metadata": {"name": name, "namespace": namespace, "labels": {"hypershift.openshift.io/managed-by": "hcp-runbooks"}},
+        "spec": {
+            "release": {"image": release_image},
+            "pullSecret": {"name": f"{name}-pull-secret"},
+            "sshKey": {"name": f"{name}-ssh-key"},
+            "infraID": f"{name}-infra",
+            "clusterID": "5d3c1a9e-2f0b-4f6f-9b7a-0c4a1f6e2d11",
+            "issuerURL": f"https://{name}-oidc.s3.{region}.amazonaws.com/{name}-infra",
+            "dns": {"baseDomain": base_domain, "privateZoneID": "ZPRIVATE0001", "publicZoneID": "ZPUBLIC0001"},
+            "networking": {
+                "networkType": "OVNKubernetes",
+                "clusterNetwork": [{"cidr": "10.132.0.0/14"}],
+                "serviceNetwork": [{"cidr": "172.31.0.0/16"}],
+                "machineNetwork": [{"cidr": "10.0.0.0/16"}],
+            },
+            "platform": {
+                "type": "AWS",
+                "aws": {
+                    "region": region,
+                    "rolesRef": roles,
+                    "endpointAccess": "Public",
+                    "cloudProviderConfig": {"vpc": f"vpc-{name}", "zone": f"{region}a", "subnet": {"id": f"subnet-{name}"}},
+                },
+            },
+            "controllerAvailabilityPolicy": availability,
+            "infrastructureAvailabilityPolicy": availability,
+            "etcd": {"managementType": "Managed", "managed": {"storage": storage}},
+            "secretEncryption": {"type": "aescbc", "aescbc": {"activeKey": {"name": f"{name}-etcd-encryption-key"}}},
+            "services": [
+                route("APIServer", f"api-{name}.{external_dns_domain}"),
+                route("OAuthServer", f"oauth-{name}.{external_dns_domain}"),
+                route("Konnectivity", f"konnectivity-{name}.{external_dns_domain}"),
+                route("Ignition", f"ignition-{name}.{external_dns_domain}"),
+            ],
+        },
+    }
