@@ -21,8 +21,8 @@ from hcpsim.apiserver.clock import now_rfc3339
 from hcpsim.apiserver.errors import ApiError, FieldError
 from hcpsim.apiserver.resources import Registry, ResourceType
 from hcpsim.apiserver.selectors import (
-    label_selector_from_spec,
-    label_selector_to_string,
+    fields_for_kind,
+    label_selector_as_string,
     parse_field_selector,
     parse_label_selector,
 )
@@ -134,7 +134,7 @@ class Backend:
 
     def matcher(self, rt: ResourceType, label_selector: str | None, field_selector: str | None) -> Callable[[dict], bool]:
         labels = parse_label_selector(label_selector) if label_selector else None
-        fields = parse_field_selector(field_selector, _field_getters(rt)) if field_selector else None
+        fields = parse_field_selector(field_selector, fields_for_kind(rt.group, rt.kind)) if field_selector else None
 
         def matches(obj: dict) -> bool:
             if labels is not None and not labels.matches(obj["metadata"].get("labels")):
@@ -146,7 +146,7 @@ class Backend:
     # Writes.
 
     def create(self, rt: ResourceType, namespace: str | None, body: Any, *, version: str | None = None,
-               dry_run: bool = False) -> dict:
+               dry_run: bool = False, field_validation: str | None = None) -> dict:
         obj = self._decode_body(rt, body, version)
         meta = obj.setdefault("metadata", {})
         self._check_namespace(rt, namespace, meta)
@@ -166,7 +166,7 @@ class Backend:
                 builtin_strategy.prepare_for_create(rt, obj)
             elif rt.has_status:
                 obj.pop("status", None)
-            self._validate(rt, obj, None, version)
+            self._validate(rt, obj, None, version, field_validation)
             if rt.key == CRD_KEY:
                 new_type = crds.resource_type_from_crd(obj)
                 obj["status"] = crds.established_status(obj)
@@ -178,16 +178,18 @@ class Backend:
             return self._out(rt, obj, version)
 
     def update(self, rt: ResourceType, namespace: str | None, name: str, body: Any, *, subresource: str | None = None,
-               version: str | None = None, dry_run: bool = False) -> dict:
+               version: str | None = None, dry_run: bool = False, field_validation: str | None = None) -> dict:
         new = self._decode_body(rt, body, version)
         with self.store.lock:
             old = self.store.get(rt.key, namespace or "", name)
             if old is None:
                 raise ApiError.not_found(rt.group, rt.plural, name)
-            return self._commit_update(rt, old, new, subresource=subresource, version=version, dry_run=dry_run)
+            return self._commit_update(rt, old, new, subresource=subresource, version=version, dry_run=dry_run,
+                                       field_validation=field_validation)
 
     def patch(self, rt: ResourceType, namespace: str | None, name: str, patch_type: str, patch_body: bytes, *,
-              subresource: str | None = None, version: str | None = None, dry_run: bool = False) -> dict:
+              subresource: str | None = None, version: str | None = None, dry_run: bool = False,
+              field_validation: str | None = None) -> dict:
         document = _decode_patch(patch_type, patch_body)
         if patch_type == STRATEGIC_PATCH and not patch.supports_strategic_merge(rt.group, rt.kind):
             raise ApiError.unsupported_media_type(patch_type)
@@ -203,7 +205,8 @@ class Backend:
             patched.setdefault("metadata", {})
             if "resourceVersion" not in (document.get("metadata") or {} if isinstance(document, dict) else {}):
                 patched["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"]
-            return self._commit_update(rt, old, patched, subresource=subresource, version=version, dry_run=dry_run)
+            return self._commit_update(rt, old, patched, subresource=subresource, version=version, dry_run=dry_run,
+                                       field_validation=field_validation)
 
     def delete(self, rt: ResourceType, namespace: str | None, name: str, options: DeleteOptions | None = None) -> tuple[dict, bool]:
         """Delete one object. Returns (the object, True if it is gone now / False if deletion is pending)."""
@@ -302,7 +305,7 @@ class Backend:
     # Internals.
 
     def _commit_update(self, rt: ResourceType, old: dict, new: dict, *, subresource: str | None, version: str | None,
-                       dry_run: bool, internal: bool = False) -> dict:
+                       dry_run: bool, internal: bool = False, field_validation: str | None = None) -> dict:
         meta = new.setdefault("metadata", {})
         old_meta = old["metadata"]
         name = old_meta["name"]
@@ -351,10 +354,11 @@ class Backend:
                 builtin_strategy.prepare_for_update(rt, new, old)
         new["apiVersion"] = old.get("apiVersion", rt.api_version())
         new["kind"] = rt.kind
-        self._validate(rt, new, old, version)
+        # An unconditional update (no resourceVersion) applies to the current object, as the real registry.
+        meta["resourceVersion"] = old_meta["resourceVersion"]
+        self._validate(rt, new, old, version, field_validation)
         if _spec_changed(new, old) and subresource != "status":
             meta["generation"] = int(old_meta.get("generation", 1)) + 1
-        meta["resourceVersion"] = old_meta["resourceVersion"]
         if new == old:
             return self._out(rt, old, version)  # a no-op write commits nothing, as the real server
         if dry_run:
@@ -370,7 +374,8 @@ class Backend:
             return self._out(rt, current or new, version)
         return self._out(rt, new, version)
 
-    def _validate(self, rt: ResourceType, obj: dict, old: dict | None, version: str | None) -> None:
+    def _validate(self, rt: ResourceType, obj: dict, old: dict | None, version: str | None,
+                  field_validation: str | None = None) -> None:
         errors: list[FieldError] = []
         meta = obj["metadata"]
         errors += names.validate_object_meta(meta, rt.namespaced, names.name_rule_for(rt.group, rt.kind))
@@ -381,7 +386,9 @@ class Backend:
         else:
             schema = rt.schemas.get(version or rt.versions[0])
             if schema is not None:
-                schema.prune(obj)
+                unknown = schema.prune(obj)
+                if unknown and field_validation == "Strict":
+                    raise ApiError.bad_request("strict decoding error: " + ", ".join(f'unknown field "{p}"' for p in unknown))
                 schema.apply_defaults(obj)
                 errors += schema.validate(obj, old)
         if errors:
@@ -445,7 +452,7 @@ class Backend:
         if rt.scale.label_selector_path:
             selector = _get_path(obj, rt.scale.label_selector_path)
             if rt.scale.selector_is_spec and isinstance(selector, dict):
-                selector = label_selector_to_string(selector)
+                selector = label_selector_as_string(selector)
             if selector:
                 status["selector"] = selector
         return {
@@ -620,26 +627,6 @@ def _spec_changed(new: dict, old: dict) -> bool:
     return strip(new) != strip(old)
 
 
-def _field_getters(rt: ResourceType) -> dict[str, Callable[[dict], str | None]]:
-    def getter(path: str) -> Callable[[dict], str | None]:
-        parts = path.split(".")
-
-        def get(obj: dict) -> str | None:
-            value: Any = obj
-            for part in parts:
-                if not isinstance(value, dict):
-                    return None
-                value = value.get(part)
-            if isinstance(value, bool):
-                return "true" if value else "false"
-            return None if value is None else str(value)
-
-        return get
-
-    fields = ("metadata.name", "metadata.namespace") + tuple(rt.field_labels)
-    return {f: getter(f) for f in fields}
-
-
 def _decode_patch(patch_type: str, body: Any) -> Any:
     if patch_type not in (MERGE_PATCH, JSON_PATCH, STRATEGIC_PATCH):
         if patch_type == APPLY_PATCH:
@@ -691,4 +678,4 @@ def _decode_continue(token: str) -> tuple[int, tuple[str, str]]:
         raise ApiError.bad_request("continue key is not valid: illegal base64 data or malformed token") from None
 
 
-__all__ = ["Backend", "DeleteOptions", "MERGE_PATCH", "JSON_PATCH", "STRATEGIC_PATCH", "APPLY_PATCH", "label_selector_from_spec"]
+__all__ = ["Backend", "DeleteOptions", "MERGE_PATCH", "JSON_PATCH", "STRATEGIC_PATCH", "APPLY_PATCH"]

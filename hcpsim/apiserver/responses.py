@@ -14,7 +14,7 @@ from urllib.parse import parse_qs
 import orjson
 import yaml
 
-from hcpsim.apiserver import discovery
+from hcpsim.apiserver import discovery, openapi, printers
 from hcpsim.apiserver.backend import APPLY_PATCH, JSON_PATCH, MERGE_PATCH, STRATEGIC_PATCH, Backend, DeleteOptions
 from hcpsim.apiserver.errors import ApiError
 from hcpsim.apiserver.faults import Faults
@@ -105,6 +105,12 @@ class ApiApp:
         if path == "/version":
             await _send_json(send, 200, discovery.KUBERNETES_VERSION)
             return
+        if path == "/openapi/v3" or path == "/openapi/v3/":
+            await _send_json(send, 200, openapi.root(registry))
+            return
+        if path.startswith("/openapi/v3/"):
+            await _send_json(send, 200, openapi.group_version(registry, path[len("/openapi/v3/"):]))
+            return
         if path.startswith("/openapi/"):
             raise ApiError.path_not_found()
         if path in ("/api", "/api/"):
@@ -138,40 +144,49 @@ class ApiApp:
         if method == "GET":
             if info.name is None:
                 if info.watch_path or _flag(query, "watch"):
-                    await self._watch(receive, send, rt, info.namespace, version, query)
+                    await self._watch(receive, send, rt, info.namespace, version, query,
+                                      as_table=printers.wants_table(headers.get("accept", "")))
                     return
                 limit = query.get("limit")
                 result = self.backend.list(
                     rt, info.namespace, version=version, label_selector=query.get("labelSelector"),
                     field_selector=query.get("fieldSelector"), limit=_parse_int(limit, "limit") if limit else None,
                     continue_token=query.get("continue") or None)
+                if printers.wants_table(headers.get("accept", "")):
+                    result = printers.table(rt, version, result["items"], result["metadata"])
                 await _send_json(send, 200, result)
             else:
                 if info.watch_path:
                     query["fieldSelector"] = f"metadata.name={info.name}"
                     await self._watch(receive, send, rt, info.namespace, version, query)
                     return
-                await _send_json(send, 200, self.backend.get(rt, info.namespace, info.name, version))
+                obj = self.backend.get(rt, info.namespace, info.name, version)
+                if printers.wants_table(headers.get("accept", "")):
+                    obj = printers.table(rt, version, [obj], {"resourceVersion": obj["metadata"]["resourceVersion"]})
+                await _send_json(send, 200, obj)
         elif method == "POST":
             if info.name is not None:
                 raise ApiError.method_not_allowed(method)
             if rt.namespaced and info.namespace is None:
                 raise ApiError.method_not_allowed(method)
             body = await _read_object_body(receive, headers)
-            created = self.backend.create(rt, info.namespace, body, version=version, dry_run=dry_run)
+            created = self.backend.create(rt, info.namespace, body, version=version, dry_run=dry_run,
+                                          field_validation=query.get("fieldValidation"))
             await _send_json(send, 201, created)
         elif method == "PUT":
             if info.name is None:
                 raise ApiError.method_not_allowed(method)
             body = await _read_object_body(receive, headers)
-            await _send_json(send, 200, self.backend.update(rt, info.namespace, info.name, body, version=version, dry_run=dry_run))
+            await _send_json(send, 200, self.backend.update(rt, info.namespace, info.name, body, version=version, dry_run=dry_run,
+                                                            field_validation=query.get("fieldValidation")))
         elif method == "PATCH":
             if info.name is None:
                 raise ApiError.method_not_allowed(method)
             patch_type = _media_type(headers)
             body = await _read_body(receive, headers)
             await _send_json(send, 200, self.backend.patch(rt, info.namespace, info.name, patch_type, body,
-                                                           version=version, dry_run=dry_run))
+                                                           version=version, dry_run=dry_run,
+                                                           field_validation=query.get("fieldValidation")))
         elif method == "DELETE":
             raw = await _read_body(receive, headers)
             body = _decode_json(raw) if raw.strip() else None
@@ -237,7 +252,7 @@ class ApiApp:
     # Watch.
 
     async def _watch(self, receive: Receive, send: Send, rt: ResourceType, namespace: str | None, version: str,
-                     query: dict[str, str]) -> None:
+                     query: dict[str, str], as_table: bool = False) -> None:
         backend = self.backend
         store = backend.store
         matches = backend.matcher(rt, query.get("labelSelector"), query.get("fieldSelector"))
@@ -274,7 +289,10 @@ class ApiApp:
         api_version = rt.api_version(version)
 
         async def emit(event_type: str, obj: dict) -> None:
-            body = orjson.dumps({"type": event_type, "object": dict(obj, apiVersion=api_version)}) + b"\n"
+            out = dict(obj, apiVersion=api_version)
+            if as_table:
+                out = printers.table(rt, version, [out], {"resourceVersion": out["metadata"]["resourceVersion"]})
+            body = orjson.dumps({"type": event_type, "object": out}) + b"\n"
             await send({"type": "http.response.body", "body": body, "more_body": True})
 
         disconnected = asyncio.Event()
