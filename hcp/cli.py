@@ -58,3 +58,7 @@ def sim_up(
         except KeyboardInterrupt:
             pass
     typer.echo("stopped")
+
+
+if __name__ == "__main__":
+    app()

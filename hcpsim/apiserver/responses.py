@@ -413,43 +413,28 @@ class ApiApp:
 
         from hcpsim.apiserver import exec_ws
 
-        path = scope["path"]
+        websocket = WebSocket(scope, receive, send)
         try:
             if not self._authorized(scope):
                 raise ApiError.unauthorized()
-            info = parse_resource_path(path)
+            info = parse_resource_path(scope["path"])
             if info is None or info.group != "" or info.plural != "pods" or info.subresource not in ("exec", "attach"):
                 raise ApiError.path_not_found()
             if info.subresource == "attach":
                 raise ApiError.bad_request("attach is not supported by this simulator; use exec")
-            raw_query = parse_qs(scope["query_string"].decode(), keep_blank_values=True)
-            query = {k: v[-1] for k, v in raw_query.items()}
-            argv = raw_query.get("command", [])
-            if not argv:
-                raise ApiError.bad_request("you must specify at least 1 command")
-            pod, container = self._pod_and_container(info, query.get("container"))
-            if (pod.get("status") or {}).get("phase") != "Running":
-                raise ApiError.bad_request(
-                    f"unable to upgrade connection: pod {info.name} is not running (phase {(pod.get('status') or {}).get('phase')})")
+            options = exec_ws.parse_exec_options(websocket.query_params)
+            pod, container = self._pod_and_container(info, options.container)
+            phase = (pod.get("status") or {}).get("phase")
+            if phase != "Running":
+                raise ApiError.bad_request(f"unable to upgrade connection: pod {info.name} is not running (phase {phase})")
             if self.pod_io is None:
                 raise ApiError.bad_request("this cluster runs no pods (no kubelet)")
-            spec = self.pod_io.exec_spec(pod, container, argv)
+            spec = self.pod_io.exec_spec(pod, container, options.command)
         except ApiError as e:
-            await _deny_websocket(scope, send, e)
+            await exec_ws.deny(websocket, e)
             return
-        websocket = WebSocket(scope, receive, send)
-        await exec_ws.serve_exec(websocket, spec, stdin=_flag(query, "stdin"), stdout=_flag(query, "stdout"),
-                                 stderr=_flag(query, "stderr"), tty=_flag(query, "tty"))
-
-
-async def _deny_websocket(scope: Scope, send: Send, error: ApiError) -> None:
-    """Answer a refused upgrade with a plain HTTP Status, as the real server does, when the ASGI server can."""
-    if "websocket.http.response" in scope.get("extensions", {}):
-        body = orjson.dumps(error.status())
-        await send({"type": "websocket.http.response.start", "status": error.code, "headers": _JSON})
-        await send({"type": "websocket.http.response.body", "body": body})
-    else:
-        await send({"type": "websocket.close", "code": 1008, "reason": error.message[:120]})
+        await exec_ws.serve_exec(websocket, spec, stdin=options.stdin, stdout=options.stdout, stderr=options.stderr,
+                                 tty=options.tty, command=options.command)
 
 
 def _media_type(headers: dict[str, str]) -> str:

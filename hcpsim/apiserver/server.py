@@ -41,11 +41,14 @@ class ServerLoop:
 
     def serve(self, app: ApiApp, host: str = "127.0.0.1", port: int = 0, tls: CertPair | None = None) -> int:
         """Start serving `app` (HTTPS with `tls`); returns the bound port once it accepts connections."""
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # proto must be IPPROTO_TCP: asyncio sets TCP_NODELAY only on such sockets, and without it
+        # Nagle + delayed ACK add 40 ms to every response written in two parts (headers, body).
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
         bound = sock.getsockname()[1]
-        app.server_address = f"{host}:{bound}"
+        if isinstance(app, ApiApp):
+            app.server_address = f"{host}:{bound}"
         config = uvicorn.Config(
             app, host=host, port=bound, log_level="warning", access_log=False, lifespan="off",
             http="httptools", ws="websockets-sansio", ws_max_size=64 * 1024 * 1024, ws_ping_interval=None,
@@ -55,7 +58,8 @@ class ServerLoop:
         server = uvicorn.Server(config)
 
         async def start() -> asyncio.Task:
-            app._watch_stop = asyncio.Event()
+            if isinstance(app, ApiApp):
+                app._watch_stop = asyncio.Event()
             task = asyncio.create_task(server.serve(sockets=[sock]))
             while not server.started:
                 if task.done():
@@ -76,7 +80,8 @@ class ServerLoop:
         async def shutdown() -> None:
             # Idle keep-alive connections of clients make uvicorn log an "error" at shutdown: not one.
             logging.getLogger("uvicorn.error").setLevel(logging.CRITICAL)
-            app.stop_watches()
+            if isinstance(app, ApiApp):
+                app.stop_watches()
             server.should_exit = True
             try:
                 await asyncio.wait_for(task, timeout=5)

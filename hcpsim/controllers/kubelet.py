@@ -62,7 +62,10 @@ class Kubelet:
         uid = pod["metadata"]["uid"]
         if not self.runtime.has_pod(uid):
             raise ApiError.bad_request(f"unable to upgrade connection: container not found (\"{container}\")")
-        return self.runtime.exec_spec(uid, container, argv)
+        try:
+            return self.runtime.exec_spec(uid, container, argv)
+        except KeyError:
+            raise ApiError.bad_request(f"unable to upgrade connection: container not found (\"{container}\")") from None
 
     def log_path(self, pod: dict, container: str) -> Path | None:
         uid = pod["metadata"]["uid"]

@@ -1,0 +1,24 @@
+"""`python -m bench` (or `./dev bench`): every benchmark of the project, each printing its figures and
+its ratio against a baseline measured in the same run. Not tests: nothing here fails a build."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from bench import api_latency, sim_start
+
+
+def main() -> None:
+    print("== simulator start (issue 2)")
+    sim_start.run()
+    print("\n== API latency through the official client (issue 2)")
+    api_latency.run()
+    print("\n== exec stdout throughput (issue 2)")
+    # Its own process tree: the simulator must not share a GIL with the readers it measures.
+    subprocess.run([sys.executable, str(Path(__file__).with_name("exec_throughput.py"))], check=False)
+
+
+if __name__ == "__main__":
+    main()
