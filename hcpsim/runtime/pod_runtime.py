@@ -291,8 +291,9 @@ class PodRuntime:
                 # (unshare dying would SIGKILL the child at once through --kill-child).
                 for pid in _children(p.pid) or [p.pid]:
                     _signal(pid, signal.SIGTERM, group=False)
-            for g in pod.exec_pids:
-                _signal(g, signal.SIGTERM, group=True)
+            for sid in pod.exec_pids:
+                for pid in _session_members(sid):
+                    _signal(pid, signal.SIGTERM, group=False)
             deadline = time.time() + grace_seconds
             for p in procs:
                 try:
@@ -301,6 +302,9 @@ class PodRuntime:
                     pass
         for g in groups:
             _signal(g, signal.SIGKILL, group=True)
+        for sid in list(pod.exec_pids):
+            for pid in _session_members(sid):
+                _signal(pid, signal.SIGKILL, group=False)
         for p in procs:
             try:
                 p.wait(timeout=10)
@@ -350,7 +354,14 @@ class PodRuntime:
             c = pod.containers[container]
         spec = c.sandbox.process_spec(argv)
         spec.on_start = pod.exec_pids.add
-        spec.on_exit = pod.exec_pids.discard
+
+        def on_exit(pid: int) -> None:
+            # An exec'd command may leave background processes in its session (nohup cmd &): in a
+            # real container they live until the container stops, so keep tracking the session.
+            if not _session_members(pid):
+                pod.exec_pids.discard(pid)
+
+        spec.on_exit = on_exit
         return spec
 
     def log_path(self, uid: str, container: str, previous: bool = False) -> Path:
@@ -366,6 +377,24 @@ class PodRuntime:
                 self.on_change(uid)
             except Exception:   # a controller bug must not kill a supervisor thread
                 pass
+
+
+def _session_members(sid: int) -> list[int]:
+    """Live processes of session `sid` (execs start a new session: sid == the exec's pid)."""
+    members = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        # Fields after the command name (which may hold spaces): state ppid pgrp session ...
+        fields = stat[stat.rfind(b")") + 2:].split()
+        if len(fields) > 3 and int(fields[3]) == sid and fields[0] != b"Z":
+            members.append(int(entry))
+    return members
 
 
 def _children(pid: int) -> list[int]:
