@@ -129,7 +129,9 @@ class Backend:
         metadata: dict[str, Any] = {"resourceVersion": str(rv)}
         if next_token:
             metadata["continue"] = next_token
-            metadata["remainingItemCount"] = remaining
+            if not label_selector and not field_selector:
+                # Unset with selectors: the server cannot know the count without a full scan (ListMeta docs).
+                metadata["remainingItemCount"] = remaining
         return {"kind": rt.list_kind, "apiVersion": rt.api_version(version), "metadata": metadata, "items": out_items}
 
     def matcher(self, rt: ResourceType, label_selector: str | None, field_selector: str | None) -> Callable[[dict], bool]:
@@ -161,7 +163,9 @@ class Backend:
                 meta.pop(server_field, None)
             meta["uid"] = str(uuid.uuid4())
             meta["creationTimestamp"] = now_rfc3339()
-            meta["generation"] = 1
+            meta.pop("generation", None)
+            if _tracks_generation(rt):
+                meta["generation"] = 1
             if rt.builtin:
                 builtin_strategy.prepare_for_create(rt, obj)
             elif rt.has_status:
@@ -180,6 +184,10 @@ class Backend:
     def update(self, rt: ResourceType, namespace: str | None, name: str, body: Any, *, subresource: str | None = None,
                version: str | None = None, dry_run: bool = False, field_validation: str | None = None) -> dict:
         new = self._decode_body(rt, body, version)
+        if not rt.builtin and not (new.get("metadata") or {}).get("resourceVersion"):
+            # Custom resources do not allow unconditional updates (customresource strategy).
+            raise ApiError.invalid(rt.kind, rt.group, name, [FieldError(
+                "FieldValueInvalid", "metadata.resourceVersion", "must be specified for an update", 0, True)])
         with self.store.lock:
             old = self.store.get(rt.key, namespace or "", name)
             if old is None:
@@ -357,7 +365,7 @@ class Backend:
         # An unconditional update (no resourceVersion) applies to the current object, as the real registry.
         meta["resourceVersion"] = old_meta["resourceVersion"]
         self._validate(rt, new, old, version, field_validation)
-        if _spec_changed(new, old) and subresource != "status":
+        if _spec_changed(new, old) and subresource != "status" and _tracks_generation(rt):
             meta["generation"] = int(old_meta.get("generation", 1)) + 1
         if new == old:
             return self._out(rt, old, version)  # a no-op write commits nothing, as the real server
@@ -365,6 +373,9 @@ class Backend:
             return self._out(rt, new, version)
         if rt.key == CRD_KEY and subresource != "status":
             self.registry.add(crds.resource_type_from_crd(new))
+        if meta.get("deletionTimestamp") and not meta.get("finalizers"):
+            # The last finalizer went: the object is deleted by this write, with one DELETED event.
+            return self._out(rt, self._remove(rt, new), version)
         self.store.put(rt.key, new, "MODIFIED")
         if meta.get("deletionTimestamp"):
             self._process_gc_finalizers(rt, new)
@@ -382,6 +393,9 @@ class Backend:
         if old is not None:
             errors += names.validate_metadata_update(meta, old["metadata"])
         if rt.builtin:
+            unknown = builtin_strategy.drop_unknown_fields(rt, obj)
+            if unknown and field_validation == "Strict":
+                raise ApiError.bad_request("strict decoding error: " + ", ".join(f'unknown field "{k}"' for k in unknown))
             errors += builtin_strategy.validate(rt, obj, old)
         else:
             schema = rt.schemas.get(version or rt.versions[0])
@@ -465,7 +479,7 @@ class Backend:
 
     def _remove(self, rt: ResourceType, obj: dict) -> dict:
         meta = obj["metadata"]
-        removed = self.store.remove(rt.key, meta.get("namespace", ""), meta["name"])
+        removed = self.store.remove(rt.key, meta.get("namespace", ""), meta["name"], final=obj)
         assert removed is not None
         if rt.key == CRD_KEY:
             served = self.registry.get(obj["spec"]["group"], obj["spec"]["names"]["plural"])
@@ -620,6 +634,13 @@ class Backend:
 
 
 _MODIFIED = "the object has been modified; please apply your changes to the latest version and try again"
+# Built-in kinds whose registry strategy maintains metadata.generation (custom resources always do).
+_GENERATION_KINDS = {("apps", "Deployment"), ("apps", "StatefulSet"), ("apps", "ReplicaSet"),
+                     ("apiextensions.k8s.io", "CustomResourceDefinition")}
+
+
+def _tracks_generation(rt: ResourceType) -> bool:
+    return not rt.builtin or (rt.group, rt.kind) in _GENERATION_KINDS
 
 
 def _spec_changed(new: dict, old: dict) -> bool:

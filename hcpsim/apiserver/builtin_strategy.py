@@ -30,6 +30,35 @@ def prepare_for_update(rt: ResourceType, obj: dict, old: dict) -> None:
         defaulter(obj, old)
 
 
+_SPEC_STATUS = ("spec", "status")
+# Top-level fields of each built-in kind (its Go type). Anything else is dropped on decode, as the
+# real server's typed decoding does, and is an error with fieldValidation=Strict.
+_TOP_LEVEL_FIELDS: dict[tuple[str, str], tuple[str, ...]] = {
+    ("", "ConfigMap"): ("data", "binaryData", "immutable"),
+    ("", "Secret"): ("data", "stringData", "type", "immutable"),
+    ("", "Endpoints"): ("subsets",),
+    ("", "ServiceAccount"): ("secrets", "imagePullSecrets", "automountServiceAccountToken"),
+    ("", "Event"): ("involvedObject", "reason", "message", "source", "firstTimestamp", "lastTimestamp", "count", "type",
+                    "eventTime", "series", "action", "related", "reportingComponent", "reportingInstance"),
+    ("rbac.authorization.k8s.io", "Role"): ("rules",),
+    ("rbac.authorization.k8s.io", "ClusterRole"): ("rules", "aggregationRule"),
+    ("rbac.authorization.k8s.io", "RoleBinding"): ("subjects", "roleRef"),
+    ("rbac.authorization.k8s.io", "ClusterRoleBinding"): ("subjects", "roleRef"),
+    ("coordination.k8s.io", "Lease"): ("spec",),
+}
+# A ConfigMap's or Secret's data may hold at most 1 MiB (core validation MaxSecretSize / ConfigMap).
+MAX_DATA_BYTES = 1024 * 1024
+
+
+def drop_unknown_fields(rt: ResourceType, obj: dict) -> list[str]:
+    """Remove top-level fields the kind does not have; returns their names."""
+    known = {"apiVersion", "kind", "metadata", *_TOP_LEVEL_FIELDS.get((rt.group, rt.kind), _SPEC_STATUS)}
+    unknown = [k for k in obj if k not in known]
+    for k in unknown:
+        del obj[k]
+    return unknown
+
+
 def validate(rt: ResourceType, obj: dict, old: dict | None) -> list[FieldError]:
     validator = _VALIDATORS.get((rt.group, rt.kind))
     return validator(obj, old) if validator else []
@@ -259,6 +288,25 @@ def _validate_pvc(obj: dict, old: dict | None) -> list[FieldError]:
     return errors
 
 
+def _data_size(obj: dict) -> int:
+    import base64 as b64
+
+    size = sum(len(k) + len(v or "") for k, v in (obj.get("data") or {}).items()
+               if obj.get("kind") == "ConfigMap")
+    if obj.get("kind") == "Secret":
+        size = sum(len(b64.b64decode(v or "", validate=False)) for v in (obj.get("data") or {}).values())
+    size += sum(len(k) + len(b64.b64decode(v or "", validate=False)) for k, v in (obj.get("binaryData") or {}).items())
+    return size
+
+
+def _validate_configmap(obj: dict, old: dict | None) -> list[FieldError]:
+    if _data_size(obj) > MAX_DATA_BYTES:
+        return [FieldError("FieldValueTooLong", "[]", f"must have at most {MAX_DATA_BYTES} bytes")]
+    if old is not None and old.get("immutable") and (old.get("data") != obj.get("data") or old.get("binaryData") != obj.get("binaryData")):
+        return [FieldError("FieldValueForbidden", "data", "field is immutable when `immutable` is set")]
+    return []
+
+
 def _validate_secret(obj: dict, old: dict | None) -> list[FieldError]:
     errors: list[FieldError] = []
     for k, v in (obj.get("data") or {}).items():
@@ -266,6 +314,8 @@ def _validate_secret(obj: dict, old: dict | None) -> list[FieldError]:
             base64.b64decode(v or "", validate=True)
         except Exception:
             errors.append(FieldError("FieldValueInvalid", f"data[{k}]", "illegal base64 data", "", True))
+    if not errors and _data_size(obj) > MAX_DATA_BYTES:
+        errors.append(FieldError("FieldValueTooLong", "data", f"must have at most {MAX_DATA_BYTES} bytes"))
     if old is not None and old.get("type") != obj.get("type"):
         errors.append(FieldError("FieldValueInvalid", "type", "field is immutable", obj.get("type"), True))
     if old is not None and old.get("immutable") and (old.get("data") != obj.get("data")):
@@ -286,6 +336,7 @@ _VALIDATORS = {
     ("", "Service"): _validate_service,
     ("", "PersistentVolumeClaim"): _validate_pvc,
     ("", "Secret"): _validate_secret,
+    ("", "ConfigMap"): _validate_configmap,
     ("apps", "Deployment"): _validate_workload,
     ("apps", "ReplicaSet"): _validate_workload,
     ("apps", "StatefulSet"): _validate_statefulset,

@@ -74,6 +74,8 @@ class ApiError(Exception):
         super().__init__(self.message)
 
     def status(self) -> dict[str, Any]:
+        # StatusDetails fields are omitempty: the core group ("") is left out, as the real server does.
+        details = {k: v for k, v in self.details.items() if not (k == "group" and v == "")}
         body: dict[str, Any] = {
             "kind": "Status",
             "apiVersion": "v1",
@@ -83,8 +85,8 @@ class ApiError(Exception):
             "reason": self.reason,
             "code": self.code,
         }
-        if self.details:
-            body["details"] = self.details
+        if details:
+            body["details"] = details
         return body
 
     # Constructors for the errors the real server produces, with its message wording.

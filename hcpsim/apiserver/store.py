@@ -93,12 +93,14 @@ class Store:
             self._emit(Event(event_type, key, ns, name, self._rv, obj, old))
             return obj
 
-    def remove(self, key: Key, namespace: str, name: str) -> dict | None:
+    def remove(self, key: Key, namespace: str, name: str, final: dict | None = None) -> dict | None:
+        """Delete an object; `final` is its last state when a write (emptied finalizers) removes it."""
         with self._lock:
             bucket = self._objects.get(key, {})
             obj = bucket.pop((namespace, name), None)
             if obj is None:
                 return None
+            obj = final if final is not None else obj
             self._rv += 1
             # The DELETED event carries the final state at a new resourceVersion, as the real server.
             obj = dict(obj)
