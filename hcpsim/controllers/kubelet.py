@@ -21,6 +21,7 @@ from hcpsim.apiserver.clock import now_rfc3339
 from hcpsim.apiserver.errors import ApiError
 from hcpsim.apiserver.resources import ResourceType
 from hcpsim.apiserver.store import Event, copy_obj
+from hcpsim.controllers import podnet
 from hcpsim.runtime.pod_runtime import ContainerSpec, PodRuntime
 from hcpsim.runtime.sandbox import Mount, ProcessSpec
 
@@ -44,7 +45,6 @@ class Kubelet:
         self._queue: queue.Queue[tuple[str, Any]] = queue.Queue()
         self._started: dict[str, tuple[str, str]] = {}  # pod uid -> (namespace, name)
         self._stopping = threading.Event()
-        self._ip_counter = 10
         self._thread = threading.Thread(target=self._loop, name=f"kubelet-{node_name}", daemon=True)
         self._ensure_node()
         backend.graceful_delete_hooks[PODS] = self._graceful_delete
@@ -87,6 +87,8 @@ class Kubelet:
         if event.key == PODS:
             self._queue.put(("pod", (event.namespace, event.name)) if event.type != "DELETED"
                             else ("pod-deleted", event.obj["metadata"]["uid"]))
+        elif event.key == ("", "services"):
+            self._queue.put(("hosts", event.namespace))
         elif event.key == PVCS:
             self._queue.put(("pvc", (event.namespace, event.name)) if event.type != "DELETED"
                             else ("pvc-deleted", (event.namespace, event.name)))
@@ -106,6 +108,8 @@ class Kubelet:
                     self._sync_pod(*arg)
                 elif kind == "pod-deleted":
                     self._forget_pod(arg)
+                elif kind == "hosts":
+                    self._refresh_hosts(arg)
                 elif kind == "pvc":
                     self._sync_pvc(*arg)
                 elif kind == "pvc-deleted":
@@ -139,10 +143,80 @@ class Kubelet:
             if problem:
                 self._write_status(pod, pending_reason=problem)
                 return
-            containers = [ContainerSpec.from_k8s(c) for c in spec.get("containers", [])]
+            pod = self._assign_ip(pod)
+            env, problem = self._resolve_env(pod)
+            if problem:
+                self._write_status(pod, pending_reason=problem)
+                return
+            hosts = self._hosts_path(uid)
+            self._refresh_hosts(namespace, also=pod)
+            for entries in mounts.values():
+                entries.append(Mount("/etc/hosts", hosts))
+            containers = [_container_spec(c, env[c["name"]]) for c in spec.get("containers", [])]
             self.runtime.start_pod(uid, namespace, name, containers, mounts, restart_policy=spec.get("restartPolicy", "Always"))
             self._started[uid] = (namespace, name)
         self._write_status(self.backend.store.get(PODS, namespace, name) or pod)
+
+    def _assign_ip(self, pod: dict) -> dict:
+        meta = pod["metadata"]
+        if (pod.get("status") or {}).get("podIP"):
+            return pod
+        updated = copy_obj(pod)
+        ip = podnet.pod_ip(self.node_name, meta["namespace"], meta["name"])
+        updated.setdefault("status", {}).update(podIP=ip, podIPs=[{"ip": ip}])
+        return self.backend.update(self._pods_type(), meta["namespace"], meta["name"], updated, subresource="status")
+
+    def _hosts_path(self, uid: str) -> Path:
+        return self.data_dir / "pods" / uid / "etc-hosts"
+
+    def _refresh_hosts(self, namespace: str, also: dict | None = None) -> None:
+        """Rewrite the /etc/hosts of the namespace's started pods (names follow pods and services)."""
+        pods = self.backend.store.items(PODS, namespace)
+        if also is not None and all(p["metadata"]["uid"] != also["metadata"]["uid"] for p in pods):
+            pods = pods + [also]
+        services = self.backend.store.items(("", "services"), namespace)
+        for pod in pods:
+            uid = pod["metadata"]["uid"]
+            if uid in self._started or (also is not None and uid == also["metadata"]["uid"]):
+                podnet.write_in_place(self._hosts_path(uid), podnet.hosts_file_content(pod, pods, services))
+
+    def _resolve_env(self, pod: dict) -> tuple[dict[str, dict[str, str]], str | None]:
+        """Each container's environment with valueFrom (downward API, secrets, config maps) resolved."""
+        meta = pod["metadata"]
+        ns = meta["namespace"]
+        out: dict[str, dict[str, str]] = {}
+        for c in (pod.get("spec") or {}).get("containers", []):
+            env: dict[str, str] = {}
+            for source in c.get("envFrom") or []:
+                ref = source.get("configMapRef") or source.get("secretRef")
+                key = ("", "configmaps") if "configMapRef" in source else ("", "secrets")
+                obj = self.backend.store.get(key, ns, (ref or {}).get("name", ""))
+                if obj is None:
+                    if not (ref or {}).get("optional"):
+                        return {}, f'{key[1][:-1]} "{(ref or {}).get("name")}" not found'
+                    continue
+                for k, v in (obj.get("data") or {}).items():
+                    env[source.get("prefix", "") + k] = base64.b64decode(v).decode() if key[1] == "secrets" else v
+            for e in c.get("env") or []:
+                if "valueFrom" not in e:
+                    env[e["name"]] = _expand(str(e.get("value", "")), env)
+                    continue
+                vf = e["valueFrom"]
+                if "fieldRef" in vf:
+                    env[e["name"]] = _field_ref(pod, vf["fieldRef"]["fieldPath"], self.node_name)
+                elif "secretKeyRef" in vf or "configMapKeyRef" in vf:
+                    ref = vf.get("secretKeyRef") or vf.get("configMapKeyRef")
+                    key = ("", "secrets") if "secretKeyRef" in vf else ("", "configmaps")
+                    obj = self.backend.store.get(key, ns, ref.get("name", ""))
+                    data = (obj or {}).get("data") or {}
+                    if ref.get("key") not in data:
+                        if ref.get("optional"):
+                            continue
+                        return {}, f'couldn\'t find key {ref.get("key")} in {key[1][:-1]} {ns}/{ref.get("name")}'
+                    value = data[ref["key"]]
+                    env[e["name"]] = base64.b64decode(value).decode() if key[1] == "secrets" else value
+            out[c["name"]] = env
+        return out, None
 
     def _bind(self, pod: dict) -> None:
         # The scheduler's part: one node per simulated cluster takes every pod.
@@ -243,10 +317,6 @@ class Kubelet:
                 since = previous["lastTransitionTime"] if previous and previous["status"] == value else now
                 return {"type": ctype, "status": value, "lastProbeTime": None, "lastTransitionTime": since}
 
-            if "podIP" not in status:
-                self._ip_counter += 1
-                status["podIP"] = f"10.128.{self._ip_counter // 250}.{self._ip_counter % 250 + 2}"
-                status["podIPs"] = [{"ip": status["podIP"]}]
             status.update(
                 phase=phase, hostIP="127.0.0.1", hostIPs=[{"ip": "127.0.0.1"}], startTime=status.get("startTime", now),
                 qosClass=status.get("qosClass", "BestEffort"), containerStatuses=statuses,
@@ -286,9 +356,11 @@ class Kubelet:
                 pass
 
     def _forget_pod(self, uid: str) -> None:
-        if self._started.pop(uid, None) is not None:
+        where = self._started.pop(uid, None)
+        if where is not None:
             self.runtime.stop_pod(uid, grace_seconds=0)
             self.runtime.remove_pod(uid)
+            self._refresh_hosts(where[0])
         self._release_claims()
 
     # Persistent volume claims (the volume binder and the pvc-protection controller).
@@ -358,3 +430,44 @@ class Kubelet:
                          "architecture": "amd64"},
         }
         self.backend.update(rt, None, self.node_name, node, subresource="status")
+
+
+def _expand(text: str, env: dict[str, str]) -> str:
+    """Kubernetes $(VAR) expansion: known variables are replaced, $$ escapes, unknown ones stay."""
+    out, i = [], 0
+    while i < len(text):
+        if text.startswith("$$", i):
+            out.append("$")
+            i += 2
+        elif text.startswith("$(", i) and ")" in text[i:]:
+            end = text.index(")", i)
+            name = text[i + 2:end]
+            out.append(env.get(name, text[i:end + 1]))
+            i = end + 1
+        else:
+            out.append(text[i])
+            i += 1
+    return "".join(out)
+
+
+def _field_ref(pod: dict, path: str, node_name: str) -> str:
+    meta = pod["metadata"]
+    simple = {
+        "metadata.name": meta["name"], "metadata.namespace": meta["namespace"], "metadata.uid": meta["uid"],
+        "spec.nodeName": node_name, "spec.serviceAccountName": (pod.get("spec") or {}).get("serviceAccountName", "default"),
+        "status.podIP": (pod.get("status") or {}).get("podIP", ""), "status.hostIP": "127.0.0.1",
+    }
+    if path in simple:
+        return simple[path]
+    for prefix, field in (("metadata.labels['", "labels"), ("metadata.annotations['", "annotations")):
+        if path.startswith(prefix):
+            return (meta.get(field) or {}).get(path[len(prefix):-2], "")
+    return ""
+
+
+def _container_spec(container: dict, env: dict[str, str]) -> ContainerSpec:
+    spec = ContainerSpec.from_k8s(container)
+    spec.env = env
+    spec.command = [_expand(a, env) for a in spec.command]
+    spec.args = [_expand(a, env) for a in spec.args]
+    return spec
