@@ -25,7 +25,7 @@ log = logging.getLogger("hcpsim")
 
 class SimCluster:
     def __init__(self, name: str, loop: ServerLoop, data_dir: Path, ca: CertificateAuthority, *,
-                 history_size: int = 20000, binaries: dict[str, str] | None = None) -> None:
+                 history_size: int = 20000, binaries: dict[str, str] | None = None, own_node: bool = True) -> None:
         self.name = name
         self.data_dir = data_dir
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -39,7 +39,7 @@ class SimCluster:
         self.port = loop.serve(self.app, tls=self.tls)
         self.url = f"https://127.0.0.1:{self.port}"
         self.runtime = PodRuntime(data_dir / "runtime", binaries=binaries)
-        self.kubelet = Kubelet(self.backend, self.runtime, data_dir, f"{name}-node-0")
+        self.kubelet = Kubelet(self.backend, self.runtime, data_dir, f"{name}-node-0", own_node=own_node)
         self.app.pod_io = self.kubelet
 
     def install_crds(self, definitions: Iterable[dict]) -> int:
@@ -67,24 +67,37 @@ class Simulator:
         self.ca = CertificateAuthority(self.data_dir / "pki")
         self._loop = ServerLoop()
         self.clusters: dict[str, SimCluster] = {}
+        self.unlisted: dict[str, SimCluster] = {}
         self.history_size = history_size
         resolved = crds.default_crd_dir() if crd_dir == "default" else (Path(crd_dir) if crd_dir else None)
         self.crd_dir = resolved
         self._crds = crds.load_crd_dir(resolved) if resolved else []
 
-    def add_cluster(self, name: str, *, load_crds: bool = True) -> SimCluster:
-        cluster = SimCluster(name, self._loop, self.data_dir / name, self.ca, history_size=self.history_size)
+    def add_cluster(self, name: str, *, load_crds: bool = True, own_node: bool = True,
+                    in_kubeconfig: bool = True) -> SimCluster:
+        """A new cluster. `in_kubeconfig=False` keeps it out of this kubeconfig (a hosted cluster,
+        reached through its own admin kubeconfig)."""
+        cluster = SimCluster(name, self._loop, self.data_dir / name, self.ca, history_size=self.history_size,
+                             own_node=own_node)
         if load_crds and self._crds:
             cluster.install_crds(self._crds)
-        self.clusters[name] = cluster
+        if in_kubeconfig:
+            self.clusters[name] = cluster
+        else:
+            self.unlisted[name] = cluster
         return cluster
+
+    def remove_cluster(self, name: str) -> None:
+        cluster = self.clusters.pop(name, None) or self.unlisted.pop(name, None)
+        if cluster is not None:
+            cluster.stop()
 
     def kubeconfig(self, path: Path | None = None, current: str | None = None) -> Path:
         path = path or self.data_dir / "kubeconfig"
         return write_kubeconfig(path, {n: (c.url, c.token) for n, c in self.clusters.items()}, current, self.ca.cert_pem)
 
     def close(self) -> None:
-        for cluster in self.clusters.values():
+        for cluster in [*self.clusters.values(), *self.unlisted.values()]:
             cluster.stop()
         self._loop.close()
 

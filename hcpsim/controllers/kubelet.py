@@ -35,7 +35,10 @@ PVC_PROTECTION = "kubernetes.io/pvc-protection"
 
 class Kubelet:
     def __init__(self, backend: Backend, runtime: PodRuntime, data_dir: Path, node_name: str,
-                 *, max_grace_seconds: float = 2.0) -> None:
+                 *, max_grace_seconds: float = 2.0, own_node: bool = True) -> None:
+        """`own_node`: create the Node `node_name` and run the pods bound to it (a management
+        cluster). False: the cluster's Nodes come from elsewhere (a hosted cluster's NodePools);
+        pods are bound round-robin to Ready nodes and run whatever node they are on."""
         self.backend = backend
         self.runtime = runtime
         self.runtime.on_change = self._on_runtime_change
@@ -45,8 +48,11 @@ class Kubelet:
         self._queue: queue.Queue[tuple[str, Any]] = queue.Queue()
         self._started: dict[str, tuple[str, str]] = {}  # pod uid -> (namespace, name)
         self._stopping = threading.Event()
+        self.own_node = own_node
+        self._next_node = 0
         self._thread = threading.Thread(target=self._loop, name=f"kubelet-{node_name}", daemon=True)
-        self._ensure_node()
+        if own_node:
+            self._ensure_node()
         backend.graceful_delete_hooks[PODS] = self._graceful_delete
         self._unsubscribe = backend.store.subscribe(self._on_event)
         self._thread.start()
@@ -87,6 +93,11 @@ class Kubelet:
         if event.key == PODS:
             self._queue.put(("pod", (event.namespace, event.name)) if event.type != "DELETED"
                             else ("pod-deleted", event.obj["metadata"]["uid"]))
+        elif event.key == NODES and not self.own_node and event.type != "DELETED":
+            # A node became Ready: pending pods may be scheduled now.
+            for pod in self.backend.store.items(PODS):
+                if not (pod.get("spec") or {}).get("nodeName"):
+                    self._queue.put(("pod", (pod["metadata"]["namespace"], pod["metadata"]["name"])))
         elif event.key == ("", "services"):
             self._queue.put(("hosts", event.namespace))
         elif event.key == PVCS:
@@ -136,7 +147,7 @@ class Kubelet:
         if not spec.get("nodeName"):
             self._bind(pod)
             return
-        if spec["nodeName"] != self.node_name:
+        if spec["nodeName"] != self.node_name and (self.own_node or self.backend.store.get(NODES, "", spec["nodeName"]) is None):
             return
         if uid not in self._started:
             mounts, problem = self._resolve_mounts(pod)
@@ -220,8 +231,15 @@ class Kubelet:
 
     def _bind(self, pod: dict) -> None:
         # The scheduler's part: one node per simulated cluster takes every pod.
+        node = self.node_name
+        if not self.own_node:
+            ready = [n["metadata"]["name"] for n in self.backend.store.items(NODES) if _node_ready(n)]
+            if not ready:
+                return  # stays Pending until a node is Ready, as with a real scheduler
+            self._next_node += 1
+            node = ready[self._next_node % len(ready)]
         updated = copy_obj(pod)
-        updated["spec"]["nodeName"] = self.node_name
+        updated["spec"]["nodeName"] = node
         meta = updated["metadata"]
         self.backend.update(self._pods_type(), meta["namespace"], meta["name"], updated)
 
@@ -430,6 +448,11 @@ class Kubelet:
                          "architecture": "amd64"},
         }
         self.backend.update(rt, None, self.node_name, node, subresource="status")
+
+
+def _node_ready(node: dict) -> bool:
+    conditions = (node.get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
 
 
 def _expand(text: str, env: dict[str, str]) -> str:
