@@ -73,3 +73,26 @@ def hosted_cluster(
             ],
         },
     }
+
+
+def node_pool(cluster_name: str, namespace: str = "clusters", *, replicas: int = 2,
+              release_image: str = DEFAULT_RELEASE_IMAGE, upgrade_type: str = "Replace") -> dict[str, Any]:
+    """The NodePool `hypershift create cluster aws` renders for a HostedCluster."""
+    management: dict[str, Any] = {"upgradeType": upgrade_type, "autoRepair": False}
+    if upgrade_type == "Replace":
+        management["replace"] = {"strategy": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
+    return {
+        "apiVersion": "hypershift.openshift.io/v1beta1",
+        "kind": "NodePool",
+        "metadata": {"name": cluster_name, "namespace": namespace},
+        "spec": {
+            "clusterName": cluster_name,
+            "replicas": replicas,
+            "release": {"image": release_image},
+            "management": management,
+            "nodeDrainTimeout": "30s",
+            "platform": {"type": "AWS", "aws": {"instanceType": "m6i.xlarge", "rootVolume": {"size": 120, "type": "gp3"},
+                                                "subnet": {"id": f"subnet-{cluster_name}"}}},
+            "arch": "amd64",
+        },
+    }

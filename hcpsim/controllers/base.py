@@ -92,9 +92,12 @@ class Controller:
                 again = self.reconcile(key)
             except ApiError as e:
                 # Conflicts and vanished objects are normal under concurrent writers: try again soon.
-                if e.code not in (404, 409):
+                # Anything else is a bug or a bad object: say so, and back off.
+                if e.code in (404, 409):
+                    again = 0.05
+                else:
                     log.warning("%s %s: %s: %s", self.name, self.backend.name, key, e.message)
-                again = 0.05
+                    again = 2.0
             except Exception:
                 log.exception("%s %s: reconcile of %s failed", self.name, self.backend.name, key)
                 again = 1.0

@@ -1,0 +1,163 @@
+"""The simulated HyperShift world: two management clusters (mgmt1, mgmt2) each running the
+simulated HyperShift operator, control-plane operator, NodePool controller and external-dns; S3 and
+Route53 on loopback over HTTPS; hosted clusters on mgmt1 with their own APIs. What the README's main
+job, every runbook rehearsal, the tests and the benches run against.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hcpsim.apiserver import crds
+from hcpsim.apiserver.errors import ApiError
+from hcpsim.aws import AwsSim
+from hcpsim.cluster import SimCluster, Simulator
+from hcpsim.controllers.externaldns import ExternalDNS, register_route_type
+from hcpsim.hypershift.control_plane import ControlPlaneOperator
+from hcpsim.hypershift.kinds import builtin_definitions
+from hcpsim.hypershift.operator import HostedClusterController, OperatorSettings, encryption_key_secret, install_operator
+from hcpsim.manifests import hosted_cluster, node_pool
+
+log = logging.getLogger("hcpsim.world")
+
+MANAGEMENT_CLUSTERS = ("mgmt1", "mgmt2")
+
+
+@dataclass
+class WorldSettings:
+    hosted_clusters: int = 1
+    availability: str = "HighlyAvailable"
+    node_pool_replicas: int = 2
+    external_dns_domain: str = "hcp.example.com"
+    bucket: str = "hcp-backups"
+    dns_removal_delay: float = 0.2
+    dns_interval: float = 0.2
+    operator: OperatorSettings = field(default_factory=OperatorSettings)
+
+    @classmethod
+    def realistic(cls, **overrides: Any) -> WorldSettings:
+        """Delays of the order the real system has, for demos and rehearsals."""
+        base = cls(dns_removal_delay=60.0, dns_interval=10.0, operator=OperatorSettings.realistic())
+        for k, v in overrides.items():
+            setattr(base, k, v)
+        return base
+
+
+class World:
+    def __init__(self, directory: Path, settings: WorldSettings | None = None) -> None:
+        self.directory = Path(directory)
+        self.settings = settings or WorldSettings()
+        self.sim: Simulator | None = None
+        self.aws: AwsSim | None = None
+        self._closers: list[Any] = []
+
+    # Life cycle.
+
+    def start(self) -> World:
+        s = self.settings
+        self.sim = Simulator(self.directory, crd_dir="default")
+        self.aws = AwsSim(self.directory, self.sim.ca, bucket=s.bucket, external_dns_domain=s.external_dns_domain).start()
+        upstream = crds.load_crd_dir(self.sim.crd_dir) if self.sim.crd_dir else []
+        for name in MANAGEMENT_CLUSTERS:
+            cluster = self.sim.add_cluster(name, load_crds=False)
+            cluster.install_crds(builtin_definitions())
+            cluster.install_crds(upstream)  # the real definitions, when present, replace ours
+            register_route_type(cluster.backend.registry)
+            install_operator(cluster.backend)
+            self._start_controllers(cluster)
+        self.sim.kubeconfig(self.kubeconfig_path, current=MANAGEMENT_CLUSTERS[0])
+        for i in range(s.hosted_clusters):
+            self.create_hosted_cluster("demo" if i == 0 else f"demo-{i}")
+        return self
+
+    def _start_controllers(self, cluster: SimCluster) -> None:
+        assert self.aws is not None
+        backend = cluster.backend
+        operator = HostedClusterController(backend, self.settings.operator)
+        operator.start()
+        cpo = ControlPlaneOperator(backend)
+        cpo.start()
+        aws = self.aws
+        dns = ExternalDNS(backend, lambda: aws.client("route53"), aws.zone_id, aws.domain, owner_id=cluster.name,
+                          removal_delay=self.settings.dns_removal_delay, interval=self.settings.dns_interval)
+        self._closers += [operator, cpo, dns]
+
+    def close(self) -> None:
+        for closer in reversed(self._closers):
+            try:
+                closer.close()
+            except Exception:
+                log.exception("stopping %s", closer)
+        self._closers.clear()
+        if self.sim is not None:
+            self.sim.close()
+        if self.aws is not None:
+            self.aws.stop()
+
+    def __enter__(self) -> World:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # What users and tests reach.
+
+    @property
+    def kubeconfig_path(self) -> Path:
+        return self.directory / "kubeconfig"
+
+    @property
+    def aws_env_path(self) -> Path:
+        assert self.aws is not None
+        return self.aws.env_file
+
+    def cluster(self, name: str) -> SimCluster:
+        assert self.sim is not None
+        return self.sim.clusters[name]
+
+    def create_hosted_cluster(self, name: str, namespace: str = "clusters", *, management: str = "mgmt1") -> None:
+        """What `hypershift create cluster aws` does: secrets, the HostedCluster, its NodePool."""
+        backend = self.cluster(management).backend
+        s = self.settings
+        ns_type = backend.type_for("", "namespaces")
+        if backend.store.get(ns_type.key, "", namespace) is None:
+            backend.create(ns_type, None, {"metadata": {"name": namespace}})
+        secrets = backend.type_for("", "secrets")
+        for secret in (
+            {"metadata": {"name": f"{name}-pull-secret", "namespace": namespace}, "type": "kubernetes.io/dockerconfigjson",
+             "data": {".dockerconfigjson": base64.b64encode(b'{"auths":{"quay.io":{"auth":"c2ltOnNpbQ=="}}}').decode()}},
+            {"metadata": {"name": f"{name}-ssh-key", "namespace": namespace},
+             "data": {"id_rsa.pub": base64.b64encode(b"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHcpsim sim@hcpsim").decode()}},
+            encryption_key_secret(name, namespace),
+        ):
+            try:
+                backend.create(secrets, namespace, secret)
+            except ApiError as e:
+                if e.code != 409:
+                    raise
+        hc = hosted_cluster(name, namespace, external_dns_domain=s.external_dns_domain, availability=s.availability)
+        backend.create(backend.type_for("hypershift.openshift.io", "hostedclusters"), namespace, hc)
+        backend.create(backend.type_for("hypershift.openshift.io", "nodepools"), namespace,
+                       node_pool(name, namespace, replicas=s.node_pool_replicas))
+
+    def wait_available(self, timeout: float = 60.0, management: str = "mgmt1") -> None:
+        """Until every HostedCluster on `management` reports Available=True."""
+        backend = self.cluster(management).backend
+        deadline = time.monotonic() + timeout
+        while True:
+            pending = [hc["metadata"]["name"] for hc in backend.store.items(("hypershift.openshift.io", "hostedclusters"))
+                       if not _condition_true(hc, "Available")]
+            if not pending:
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"hosted clusters not Available after {timeout:.0f}s on {management}: {', '.join(pending)}")
+            time.sleep(0.05)
+
+
+def _condition_true(obj: dict, ctype: str) -> bool:
+    return any(c.get("type") == ctype and c.get("status") == "True" for c in (obj.get("status") or {}).get("conditions") or [])
