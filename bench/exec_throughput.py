@@ -172,12 +172,12 @@ def run_bench(t: Target, repeat: int = 3) -> dict[str, float]:
 # --- the simulator, in its own process so it does not share a GIL with the readers --------------
 
 def start_simulator(tmp: Path, vol: Path, pod: str) -> tuple[subprocess.Popen[str], Target]:
-    """`hcp-runbooks sim up` in a subprocess, and a pod whose /var/lib/data is the local directory `vol`."""
+    """`hcp-runbooks sim clusters` in a subprocess, and a pod whose /var/lib/data is the local directory `vol`."""
     import yaml
     from kubernetes import client, config, watch
 
-    server = subprocess.Popen([sys.executable, "-m", "hcp.cli", "sim", "up", "--dir", str(tmp / "sim"),
-                               "--clusters", "bench"], stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    server = subprocess.Popen([sys.executable, "-m", "hcp.cli", "sim", "clusters", "--dir", str(tmp / "sim"),
+                               "--names", "bench"], stdout=subprocess.PIPE, text=True, cwd=ROOT)
     assert server.stdout is not None
     line = server.stdout.readline()
     if not line.startswith("ready "):
@@ -204,7 +204,7 @@ def start_simulator(tmp: Path, vol: Path, pod: str) -> tuple[subprocess.Popen[st
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--server", help="API server base URL; default: start the simulator (hcp-runbooks sim up)")
+    ap.add_argument("--server", help="API server base URL; default: start the simulator (hcp-runbooks sim clusters)")
     ap.add_argument("--token")
     ap.add_argument("--namespace", default="default")
     ap.add_argument("--pod", default="bench")

@@ -36,22 +36,53 @@ def demo(
 
 @sim_app.command("up")
 def sim_up(
-    data_dir: Path = typer.Option(..., "--dir", help="Directory for the kubeconfig and the clusters' data."),
-    clusters: str = typer.Option("mgmt1,mgmt2", help="Comma-separated cluster (context) names."),
+    data_dir: Path = typer.Option(..., "--dir", help="Directory for the kubeconfig, aws.env and the clusters' data."),
+    hosted_clusters: int = typer.Option(1, "--hosted-clusters", min=0, help="Hosted clusters to create on mgmt1."),
+    availability: str = typer.Option("HighlyAvailable", "--availability",
+                                      help="HighlyAvailable (3 etcd members) or SingleReplica (1)."),
+    realistic: bool = typer.Option(False, "--realistic", help="Delays of the order the real system has (demos, rehearsals)."),
 ) -> None:
-    """Run simulated management clusters in the foreground until Ctrl-C or SIGTERM."""
+    """Run the simulated HyperShift world in the foreground until Ctrl-C or SIGTERM."""
+    from hcpsim.world import World, WorldSettings
+
+    if availability not in ("HighlyAvailable", "SingleReplica"):
+        raise typer.BadParameter("must be HighlyAvailable or SingleReplica", param_hint="--availability")
+    settings = WorldSettings.realistic() if realistic else WorldSettings()
+    settings.hosted_clusters = hosted_clusters
+    settings.availability = availability
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    world = World(data_dir, settings)
+    try:
+        world.start()
+        world.wait_available(timeout=600 if realistic else 120)
+        typer.echo(f"ready kubeconfig={world.kubeconfig_path} aws-env={world.aws_env_path}", color=False)
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        world.close()
+    typer.echo("stopped")
+
+
+@sim_app.command("clusters")
+def sim_clusters(
+    data_dir: Path = typer.Option(..., "--dir", help="Directory for the kubeconfig and the clusters' data."),
+    names: str = typer.Option("mgmt1,mgmt2", "--names", help="Comma-separated cluster (context) names."),
+) -> None:
+    """Bare simulated Kubernetes clusters (the API layer alone, no HyperShift), until Ctrl-C or SIGTERM."""
     from hcpsim.cluster import Simulator
 
-    names = [n.strip() for n in clusters.split(",") if n.strip()]
-    if not names:
-        raise typer.BadParameter("give at least one cluster name", param_hint="--clusters")
+    wanted = [n.strip() for n in names.split(",") if n.strip()]
+    if not wanted:
+        raise typer.BadParameter("give at least one cluster name", param_hint="--names")
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with Simulator(data_dir) as sim:
-        for name in names:
+        for name in wanted:
             sim.add_cluster(name)
-        kubeconfig = sim.kubeconfig()
-        typer.echo(f"ready kubeconfig={kubeconfig}", color=False)
+        typer.echo(f"ready kubeconfig={sim.kubeconfig()}", color=False)
         try:
             while not stop.wait(0.5):
                 pass

@@ -1,4 +1,4 @@
-"""`hcp-runbooks sim up`: prints the ready line, serves the clusters, and leaves nothing behind on
+"""`hcp-runbooks sim clusters`: prints the ready line, serves the clusters, and leaves nothing behind on
 SIGTERM (no server, no pod process)."""
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ def _port_open(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-def test_sim_up_serves_then_stops_everything_on_sigterm(tmp_path: Path) -> None:
-    proc = subprocess.Popen([sys.executable, "-m", "hcp.cli", "sim", "up", "--dir", str(tmp_path), "--clusters", "mgmt1,mgmt2"],
+def test_sim_clusters_serves_then_stops_everything_on_sigterm(tmp_path: Path) -> None:
+    proc = subprocess.Popen([sys.executable, "-m", "hcp.cli", "sim", "clusters", "--dir", str(tmp_path), "--names", "mgmt1,mgmt2"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         assert proc.stdout is not None

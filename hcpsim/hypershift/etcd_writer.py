@@ -1,0 +1,140 @@
+"""The writes a hosted cluster's API servers make to its etcd: while any of kube-apiserver,
+openshift-apiserver or openshift-oauth-apiserver has a ready pod, keys under /registry/... are
+created and updated at a configurable rate, so backups hold real, growing data and a restore can
+be checked key by key. Writes go to the real etcd members through etcd's v3 JSON gateway over TLS
+with the control plane's etcd client certificate.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+import ssl
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from hcpsim.apiserver.backend import Backend
+
+log = logging.getLogger("hcpsim.etcd_writer")
+
+WRITERS = ("kube-apiserver", "openshift-apiserver", "openshift-oauth-apiserver")
+
+
+@dataclass
+class WriterSettings:
+    keys_per_second: float = 20.0
+    value_bytes: int = 512
+    # Every n-th write updates an existing key instead of adding one (real registries mostly update).
+    update_every: int = 3
+
+
+class EtcdClient:
+    """A minimal etcd v3 client over the JSON gateway (POST /v3/kv/...), enough to write and verify."""
+
+    def __init__(self, endpoints: list[str], ca_pem: bytes, cert_pem: bytes, key_pem: bytes) -> None:
+        self.endpoints = endpoints
+        self._dir = tempfile.mkdtemp(prefix="hcpsim-etcd-client-")
+        cert, key = Path(self._dir) / "client.crt", Path(self._dir) / "client.key"
+        cert.write_bytes(cert_pem)
+        key.write_bytes(key_pem)
+        key.chmod(0o600)
+        self._ctx = ssl.create_default_context(cadata=ca_pem.decode())
+        # Members are reached by pod IP; their certificates name the pods (the real clients use names).
+        self._ctx.check_hostname = False
+        self._ctx.load_cert_chain(str(cert), str(key))
+
+    def _post(self, path: str, body: dict) -> dict:
+        last: Exception | None = None
+        for endpoint in self.endpoints:
+            request = urllib.request.Request(endpoint + path, data=json.dumps(body).encode(),
+                                             headers={"Content-Type": "application/json"}, method="POST")
+            try:
+                with urllib.request.urlopen(request, context=self._ctx, timeout=5) as response:
+                    return json.loads(response.read() or b"{}")
+            except (urllib.error.URLError, OSError) as e:
+                last = e
+        raise ConnectionError(f"no etcd endpoint answered: {last}")
+
+    def put(self, key: str, value: bytes) -> int:
+        out = self._post("/v3/kv/put", {"key": _b64(key.encode()), "value": _b64(value)})
+        return int(out.get("header", {}).get("revision", 0))
+
+    def put_many(self, items: list[tuple[str, bytes]]) -> int:
+        """One transaction of puts (etcd accepts up to --max-txn-ops, 128 by default, per txn)."""
+        ops = [{"requestPut": {"key": _b64(k.encode()), "value": _b64(v)}} for k, v in items]
+        out = self._post("/v3/kv/txn", {"success": ops})
+        return int(out.get("header", {}).get("revision", 0))
+
+    def count(self, prefix: str) -> int:
+        end = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+        out = self._post("/v3/kv/range", {"key": _b64(prefix.encode()), "range_end": _b64(end.encode()), "count_only": True})
+        return int(out.get("count", 0))
+
+    def close(self) -> None:
+        for name in os.listdir(self._dir):
+            os.unlink(os.path.join(self._dir, name))
+        os.rmdir(self._dir)
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+class EtcdWriter:
+    """Writes into one control plane's etcd while its API servers run."""
+
+    def __init__(self, backend: Backend, namespace: str, client_factory, settings: WriterSettings | None = None) -> None:
+        self.backend = backend
+        self.namespace = namespace
+        self.client_factory = client_factory
+        self.settings = settings or WriterSettings()
+        self.written = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"etcd-writer-{namespace}", daemon=True)
+        self._thread.start()
+
+    def api_servers_running(self) -> bool:
+        for name in WRITERS:
+            dep = self.backend.store.get(("apps", "deployments"), self.namespace, name)
+            if dep is not None and ((dep.get("status") or {}).get("readyReplicas") or 0) > 0 \
+                    and ((dep.get("spec") or {}).get("replicas") or 0) > 0:
+                return True
+        return False
+
+    def _run(self) -> None:
+        interval = 1.0 / max(self.settings.keys_per_second, 0.001)
+        client = None
+        n = 0
+        while not self._stop.wait(interval):
+            if not self.api_servers_running():
+                continue
+            try:
+                if client is None:
+                    client = self.client_factory()
+                    if client is None:
+                        continue
+                n += 1
+                if n % self.settings.update_every == 0 and self.written:
+                    key = f"/registry/configmaps/openshift-config/state-{n % max(self.written, 1)}"
+                else:
+                    key = f"/registry/configmaps/openshift-config/state-{self.written}"
+                    self.written += 1
+                value = json.dumps({"kind": "ConfigMap", "n": n, "t": time.time(),
+                                    "pad": "x" * self.settings.value_bytes}).encode()
+                client.put(key, value)
+            except (ConnectionError, OSError, ValueError):
+                # etcd restarting or scaled down: the API servers would fail the same way; retry later.
+                client = None
+        if client is not None:
+            client.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
