@@ -17,6 +17,7 @@ from hcpsim.apiserver.responses import ApiApp
 from hcpsim.apiserver.server import ServerLoop, write_kubeconfig
 from hcpsim.apiserver.store import Store
 from hcpsim.controllers.kubelet import Kubelet
+from hcpsim.controllers.workloads import start_workload_controllers
 from hcpsim.pki import CertificateAuthority
 from hcpsim.runtime.pod_runtime import PodRuntime
 
@@ -41,6 +42,7 @@ class SimCluster:
         self.runtime = PodRuntime(data_dir / "runtime", binaries=binaries)
         self.kubelet = Kubelet(self.backend, self.runtime, data_dir, f"{name}-node-0", own_node=own_node)
         self.app.pod_io = self.kubelet
+        self.workloads = start_workload_controllers(self)
 
     def install_crds(self, definitions: Iterable[dict]) -> int:
         count = 0
@@ -50,6 +52,7 @@ class SimCluster:
         return count
 
     def stop(self) -> None:
+        self.workloads.close()
         self._loop.stop(self.port)
         self.kubelet.close()
 

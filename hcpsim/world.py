@@ -19,6 +19,8 @@ from hcpsim.aws import AwsSim
 from hcpsim.cluster import SimCluster, Simulator
 from hcpsim.controllers.externaldns import ExternalDNS, register_route_type
 from hcpsim.hypershift.control_plane import ControlPlaneOperator
+from hcpsim.hypershift.hosted_api import HostedApis
+from hcpsim.hypershift.nodepool import NodePoolController, NodePoolSettings
 from hcpsim.hypershift.kinds import builtin_definitions
 from hcpsim.hypershift.operator import HostedClusterController, OperatorSettings, encryption_key_secret, install_operator
 from hcpsim.manifests import hosted_cluster, node_pool
@@ -38,11 +40,13 @@ class WorldSettings:
     dns_removal_delay: float = 0.2
     dns_interval: float = 0.2
     operator: OperatorSettings = field(default_factory=OperatorSettings)
+    nodepools: NodePoolSettings = field(default_factory=NodePoolSettings)
 
     @classmethod
     def realistic(cls, **overrides: Any) -> WorldSettings:
         """Delays of the order the real system has, for demos and rehearsals."""
-        base = cls(dns_removal_delay=60.0, dns_interval=10.0, operator=OperatorSettings.realistic())
+        base = cls(dns_removal_delay=60.0, dns_interval=10.0, operator=OperatorSettings.realistic(),
+                   nodepools=NodePoolSettings.realistic())
         for k, v in overrides.items():
             setattr(base, k, v)
         return base
@@ -54,6 +58,7 @@ class World:
         self.settings = settings or WorldSettings()
         self.sim: Simulator | None = None
         self.aws: AwsSim | None = None
+        self.hosted: HostedApis | None = None
         self._closers: list[Any] = []
 
     # Life cycle.
@@ -62,6 +67,7 @@ class World:
         s = self.settings
         self.sim = Simulator(self.directory, crd_dir="default")
         self.aws = AwsSim(self.directory, self.sim.ca, bucket=s.bucket, external_dns_domain=s.external_dns_domain).start()
+        self.hosted = HostedApis(self.sim)
         upstream = crds.load_crd_dir(self.sim.crd_dir) if self.sim.crd_dir else []
         for name in MANAGEMENT_CLUSTERS:
             cluster = self.sim.add_cluster(name, load_crds=False)
@@ -80,12 +86,21 @@ class World:
         backend = cluster.backend
         operator = HostedClusterController(backend, self.settings.operator)
         operator.start()
-        cpo = ControlPlaneOperator(backend)
+        hosted = self.hosted
+        assert hosted is not None
+
+        def serving(hcp: dict, management: str, ready: bool) -> None:
+            cluster_id = (hcp.get("spec") or {}).get("clusterID")
+            if cluster_id and hosted.get(cluster_id) is not None:
+                hosted.set_serving(cluster_id, management, ready)
+
+        cpo = ControlPlaneOperator(backend, hosted_apis=hosted, on_serving=serving)
         cpo.start()
+        nodepools = NodePoolController(cluster, hosted, self.settings.nodepools)
         aws = self.aws
         dns = ExternalDNS(backend, lambda: aws.client("route53"), aws.zone_id, aws.domain, owner_id=cluster.name,
                           removal_delay=self.settings.dns_removal_delay, interval=self.settings.dns_interval)
-        self._closers += [operator, cpo, dns]
+        self._closers += [operator, cpo, dns, nodepools]
 
     def close(self) -> None:
         for closer in reversed(self._closers):
@@ -94,6 +109,8 @@ class World:
             except Exception:
                 log.exception("stopping %s", closer)
         self._closers.clear()
+        if self.hosted is not None:
+            self.hosted.close()
         if self.sim is not None:
             self.sim.close()
         if self.aws is not None:

@@ -50,6 +50,8 @@ class ApiApp:
         self.server_address = "127.0.0.1:0"
         # Set by the server (in its event loop) when it starts; watches end when it is set.
         self._watch_stop: asyncio.Event | None = None
+        # The queue of every open watch: a None put there ends it at once (server stop).
+        self._watch_queues: set[asyncio.Queue] = set()
 
     # ASGI entry point.
 
@@ -66,6 +68,8 @@ class ApiApp:
     def stop_watches(self) -> None:
         if self._watch_stop is not None:
             self._watch_stop.set()
+        for queue in list(self._watch_queues):
+            queue.put_nowait(None)
 
     def _authorized(self, scope: Scope) -> bool:
         expected = b"bearer " + self.token.encode()
@@ -261,7 +265,7 @@ class ApiApp:
         if rv_param not in ("", "0"):
             rv = _parse_int(rv_param, "resourceVersion")
         loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[Event] = asyncio.Queue()
+        queue: asyncio.Queue[Event | None] = asyncio.Queue()
 
         def on_event(event: Event) -> None:
             if event.key == rt.key and (namespace is None or event.namespace == namespace):
@@ -302,9 +306,11 @@ class ApiApp:
                 message = await receive()
                 if message["type"] == "http.disconnect":
                     disconnected.set()
+                    queue.put_nowait(None)
                     return
 
         disconnect_task = asyncio.create_task(watch_disconnect())
+        self._watch_queues.add(queue)
         try:
             if gone is not None:
                 body = orjson.dumps({"type": "ERROR", "object": gone.status()}) + b"\n"
@@ -321,11 +327,14 @@ class ApiApp:
                 if remaining <= 0:
                     break
                 try:
-                    event = await asyncio.wait_for(queue.get(), timeout=min(remaining, 1.0))
+                    event = await asyncio.wait_for(queue.get(), timeout=remaining)
                 except asyncio.TimeoutError:
-                    continue
+                    break
+                if event is None:
+                    break
                 await self._emit_event(emit, event, matches)
         finally:
+            self._watch_queues.discard(queue)
             unsubscribe()
             disconnect_task.cancel()
             try:

@@ -164,7 +164,9 @@ class Kubelet:
             for entries in mounts.values():
                 entries.append(Mount("/etc/hosts", hosts))
             containers = [_container_spec(c, env[c["name"]]) for c in spec.get("containers", [])]
-            self.runtime.start_pod(uid, namespace, name, containers, mounts, restart_policy=spec.get("restartPolicy", "Always"))
+            inits = [_container_spec(c, env[c["name"]]) for c in spec.get("initContainers") or []]
+            self.runtime.start_pod(uid, namespace, name, containers, mounts, restart_policy=spec.get("restartPolicy", "Always"),
+                                   init_containers=inits)
             self._started[uid] = (namespace, name)
         self._write_status(self.backend.store.get(PODS, namespace, name) or pod)
 
@@ -196,7 +198,7 @@ class Kubelet:
         meta = pod["metadata"]
         ns = meta["namespace"]
         out: dict[str, dict[str, str]] = {}
-        for c in (pod.get("spec") or {}).get("containers", []):
+        for c in _all_containers(pod):
             env: dict[str, str] = {}
             for source in c.get("envFrom") or []:
                 ref = source.get("configMapRef") or source.get("secretRef")
@@ -233,7 +235,7 @@ class Kubelet:
         # The scheduler's part: one node per simulated cluster takes every pod.
         node = self.node_name
         if not self.own_node:
-            ready = [n["metadata"]["name"] for n in self.backend.store.items(NODES) if _node_ready(n)]
+            ready = [n["metadata"]["name"] for n in self.backend.store.items(NODES) if _node_ready(n) and _schedulable(n)]
             if not ready:
                 return  # stays Pending until a node is Ready, as with a real scheduler
             self._next_node += 1
@@ -269,7 +271,7 @@ class Kubelet:
             path.mkdir(parents=True, exist_ok=True)
             volumes[vname] = path
         mounts: dict[str, list[Mount]] = {}
-        for container in (pod.get("spec") or {}).get("containers", []):
+        for container in _all_containers(pod):
             entries = []
             for vm in container.get("volumeMounts", []):
                 if vm["name"] not in volumes:
@@ -309,23 +311,28 @@ class Kubelet:
                                                         "message": pending_reason, "lastTransitionTime": now}])
         else:
             states = self.runtime.container_states(meta["uid"])
+            init_states = self.runtime.init_container_states(meta["uid"])
             statuses = []
             all_ready = True
             for c in pod["spec"].get("containers", []):
                 st = states.get(c["name"])
                 running = st is not None and st.state == "running"
                 all_ready = all_ready and running
-                entry: dict[str, Any] = {
-                    "name": c["name"], "image": c.get("image", ""), "imageID": c.get("image", ""),
-                    "ready": running, "started": running, "restartCount": st.restart_count if st else 0,
-                    "state": st.k8s_state() if st else {"waiting": {"reason": "ContainerCreating"}},
-                    "lastState": st.k8s_last_state() if st else {},
-                    "containerID": f"cri-o://{meta['uid']}-{c['name']}",
-                }
-                statuses.append(entry)
+                statuses.append(_container_status(meta["uid"], c, st, ready=running))
+            init_statuses = []
+            for c in pod["spec"].get("initContainers") or []:
+                st = init_states.get(c["name"])
+                done = st is not None and st.state == "terminated" and st.exit_code == 0
+                init_statuses.append(_container_status(meta["uid"], c, st, ready=done))
+            initialized = all(s["ready"] for s in init_statuses)
             terminated = [s for s in states.values() if s.state == "terminated"]
             phase = "Running"
-            if terminated and len(terminated) == len(states) and pod["spec"].get("restartPolicy") != "Always":
+            if not initialized:
+                # Pending until every init container succeeded; Failed if one failed for good.
+                failed = pod["spec"].get("restartPolicy") == "Never" and any(
+                    s.state == "terminated" and s.exit_code != 0 for s in init_states.values())
+                phase = "Failed" if failed else "Pending"
+            elif terminated and len(terminated) == len(states) and pod["spec"].get("restartPolicy") != "Always":
                 phase = "Succeeded" if all(s.exit_code == 0 for s in terminated) else "Failed"
             ready = "True" if all_ready and phase == "Running" else "False"
             old_conditions = {c["type"]: c for c in status.get("conditions", [])}
@@ -338,9 +345,13 @@ class Kubelet:
             status.update(
                 phase=phase, hostIP="127.0.0.1", hostIPs=[{"ip": "127.0.0.1"}], startTime=status.get("startTime", now),
                 qosClass=status.get("qosClass", "BestEffort"), containerStatuses=statuses,
-                conditions=[condition("PodReadyToStartContainers", "True"), condition("Initialized", "True"),
+                conditions=[condition("PodReadyToStartContainers", "True"), condition("Initialized", "True" if initialized else "False"),
                             condition("Ready", ready), condition("ContainersReady", ready), condition("PodScheduled", "True")],
             )
+            if init_statuses:
+                status["initContainerStatuses"] = init_statuses
+            else:
+                status.pop("initContainerStatuses", None)
         if status == pod.get("status"):
             return
         updated = copy_obj(pod)
@@ -455,6 +466,14 @@ def _node_ready(node: dict) -> bool:
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
 
 
+def _schedulable(node: dict) -> bool:
+    """Not cordoned and no NoSchedule/NoExecute taint (pods here carry no tolerations)."""
+    spec = node.get("spec") or {}
+    if spec.get("unschedulable"):
+        return False
+    return not any(t.get("effect") in ("NoSchedule", "NoExecute") for t in spec.get("taints") or [])
+
+
 def _expand(text: str, env: dict[str, str]) -> str:
     """Kubernetes $(VAR) expansion: known variables are replaced, $$ escapes, unknown ones stay."""
     out, i = [], 0
@@ -486,6 +505,22 @@ def _field_ref(pod: dict, path: str, node_name: str) -> str:
         if path.startswith(prefix):
             return (meta.get(field) or {}).get(path[len(prefix):-2], "")
     return ""
+
+
+def _all_containers(pod: dict) -> list[dict]:
+    spec = pod.get("spec") or {}
+    return list(spec.get("initContainers") or []) + list(spec.get("containers") or [])
+
+
+def _container_status(uid: str, c: dict, st: Any, *, ready: bool) -> dict[str, Any]:
+    """One entry of containerStatuses / initContainerStatuses from the runtime's ContainerState."""
+    return {
+        "name": c["name"], "image": c.get("image", ""), "imageID": c.get("image", ""),
+        "ready": ready, "started": st is not None and st.state == "running", "restartCount": st.restart_count if st else 0,
+        "state": st.k8s_state() if st else {"waiting": {"reason": "ContainerCreating"}},
+        "lastState": st.k8s_last_state() if st else {},
+        "containerID": f"cri-o://{uid}-{c['name']}",
+    }
 
 
 def _container_spec(container: dict, env: dict[str, str]) -> ContainerSpec:

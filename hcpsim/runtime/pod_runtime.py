@@ -5,8 +5,9 @@ API (all thread-safe; the kubelet-like controller calls it, exec/log routes use 
     rt = PodRuntime(data_dir, binaries={"/usr/bin/etcdctl": "/opt/etcd/etcdctl"}, on_change=cb)
     rt.register_runner("quay.io/coreos/etcd", EtcdRunner())      # image prefix, exact image, or predicate
     rt.start_pod(uid, namespace, name, [ContainerSpec(...)], {"c": [Mount("/var/lib", dir)]},
-                 restart_policy="Always")
+                 restart_policy="Always", init_containers=[ContainerSpec("init", ...)])
     rt.container_states(uid)   -> {"c": ContainerState(...)}   (.k8s_state() / .k8s_last_state())
+    rt.init_container_states(uid) -> {"init": ContainerState(...)}
     rt.exec_spec(uid, "c", ["cat", "/var/lib/x"]) -> ProcessSpec(argv, env, cwd)   # for kubectl exec
     rt.log_path(uid, "c", previous=False) -> Path     # raw stdout+stderr of the main process
     rt.stop_pod(uid, grace_seconds=0); rt.remove_pod(uid); rt.close()
@@ -18,7 +19,12 @@ infinity` would look like, at no cost). `CommandRunner` runs the container's own
 
 Exits: the runtime applies restartPolicy like the kubelet: the first restart is immediate, then
 waiting(CrashLoopBackOff) for backoff_base * 2^(n-1) seconds capped at backoff_max (kubelet: 10s, 5m),
-reset after a run of 2 * backoff_max. `on_change(uid)` is called (from a runtime thread) whenever a
+reset after a run of 2 * backoff_max.
+
+Init containers run one at a time, in order, each to completion, before any main container starts
+(main containers wait in waiting(PodInitializing)). A failing init container is restarted with the
+same back-off unless restartPolicy is Never (then the pod stays failed and the main containers never
+start); one whose image has no main process completes at once. `on_change(uid)` is called (from a runtime thread) whenever a
 container state changes, so the controller can refresh the pod status without polling.
 """
 
@@ -146,6 +152,8 @@ class _Pod:
         self.uid, self.namespace, self.name, self.root = uid, namespace, name, root
         self.restart_policy = restart_policy
         self.containers: dict[str, _Container] = {}
+        self.init_containers: dict[str, _Container] = {}
+        self.init_thread: threading.Thread | None = None
         self.stopping = threading.Event()
         self.exec_pids: set[int] = set()
 
@@ -186,7 +194,7 @@ class PodRuntime:
 
     def start_pod(self, uid: str, namespace: str, name: str, containers: list[ContainerSpec],
                   mounts_by_container: dict[str, list[Mount]] | None = None,
-                  restart_policy: RestartPolicy = "Always") -> None:
+                  restart_policy: RestartPolicy = "Always", init_containers: list[ContainerSpec] | None = None) -> None:
         mounts_by_container = mounts_by_container or {}
         with self._lock:
             if uid in self._pods:
@@ -194,24 +202,62 @@ class PodRuntime:
             root = self.data_dir / "pods" / uid
             pod = _Pod(uid, namespace, name, root, restart_policy)
             self._pods[uid] = pod
+        for spec in init_containers or []:
+            c = self._prepare(pod, spec, mounts_by_container)
+            c.state = ContainerState(name=spec.name, state="waiting", reason="PodInitializing")
+            pod.init_containers[spec.name] = c
         for spec in containers:
-            mounts = list(mounts_by_container.get(spec.name, []))
-            croot = root / "containers" / spec.name
-            if croot.exists():
-                shutil.rmtree(croot)   # a stale sandbox of a previous start of this uid
-            sandbox = ContainerSandbox(croot, mounts, self.binaries, self.mode, spec.env, spec.working_dir, name)
-            ctx = ContainerContext(uid, namespace, name, spec, mounts, croot)
-            argv = self.runner_for(spec.image).main_argv(ctx)
-            c = _Container(ctx, sandbox, argv)
-            (root / "logs" / spec.name).mkdir(parents=True, exist_ok=True)
+            c = self._prepare(pod, spec, mounts_by_container)
+            if pod.init_containers:
+                c.state = ContainerState(name=spec.name, state="waiting", reason="PodInitializing")
             pod.containers[spec.name] = c
-            if argv is None:
-                c.state = ContainerState(name=spec.name, state="running", started_at=time.time())
-            else:
-                c.thread = threading.Thread(target=self._supervise, args=(pod, c), daemon=True,
-                                            name=f"pod-{name}-{spec.name}")
-                c.thread.start()
+        if pod.init_containers:
+            pod.init_thread = threading.Thread(target=self._initialize, args=(pod,), daemon=True, name=f"pod-{name}-init")
+            pod.init_thread.start()
+        else:
+            self._start_containers(pod)
         self._changed(uid)
+
+    def _prepare(self, pod: _Pod, spec: ContainerSpec, mounts_by_container: dict[str, list[Mount]]) -> _Container:
+        mounts = list(mounts_by_container.get(spec.name, []))
+        croot = pod.root / "containers" / spec.name
+        if croot.exists():
+            shutil.rmtree(croot)   # a stale sandbox of a previous start of this uid
+        sandbox = ContainerSandbox(croot, mounts, self.binaries, self.mode, spec.env, spec.working_dir, pod.name)
+        ctx = ContainerContext(pod.uid, pod.namespace, pod.name, spec, mounts, croot)
+        argv = self.runner_for(spec.image).main_argv(ctx)
+        (pod.root / "logs" / spec.name).mkdir(parents=True, exist_ok=True)
+        return _Container(ctx, sandbox, argv)
+
+    def _start_containers(self, pod: _Pod) -> None:
+        with self._lock:
+            if pod.stopping.is_set():
+                return
+            for c in pod.containers.values():
+                if c.argv is None:
+                    c.state = ContainerState(name=c.ctx.spec.name, state="running", started_at=time.time())
+                else:
+                    c.thread = threading.Thread(target=self._supervise, args=(pod, c), daemon=True,
+                                                name=f"pod-{pod.name}-{c.ctx.spec.name}")
+                    c.thread.start()
+
+    def _initialize(self, pod: _Pod) -> None:
+        """Init containers in order, each to success, then the main containers."""
+        for c in pod.init_containers.values():
+            if pod.stopping.is_set():
+                return
+            if c.argv is None:
+                now = time.time()
+                with self._lock:
+                    c.state = ContainerState(name=c.ctx.spec.name, state="terminated", reason="Completed",
+                                             exit_code=0, started_at=now, finished_at=now)
+                self._changed(pod.uid)
+                continue
+            self._supervise(pod, c, init=True)
+            if c.state.state != "terminated" or c.state.exit_code != 0:
+                return   # stopped, or failed for good (restartPolicy Never)
+        self._start_containers(pod)
+        self._changed(pod.uid)
 
     def _spawn(self, pod: _Pod, c: _Container) -> subprocess.Popen[bytes]:
         assert c.argv is not None
@@ -224,7 +270,7 @@ class PodRuntime:
             return subprocess.Popen(spec.argv, env=spec.env, cwd=spec.cwd, stdin=subprocess.DEVNULL,
                                     stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
 
-    def _supervise(self, pod: _Pod, c: _Container) -> None:
+    def _supervise(self, pod: _Pod, c: _Container, init: bool = False) -> None:
         name = c.ctx.spec.name
         restarts = 0
         while not pod.stopping.is_set():
@@ -242,6 +288,8 @@ class PodRuntime:
                     c.proc = proc
                     c.state = ContainerState(name=name, state="running", started_at=started, pid=proc.pid,
                                              restart_count=restarts, last_terminated=c.state.last_terminated)
+                if pod.stopping.is_set():
+                    _signal(proc.pid, signal.SIGKILL, group=True)   # stop_pod ran while this one was spawning
                 self._changed(pod.uid)
                 code = proc.wait()
             finished = time.time()
@@ -250,8 +298,12 @@ class PodRuntime:
             reason = "StartError" if proc is None else ("Completed" if exit_code == 0 else "Error")
             term = ContainerState(name=name, state="terminated", reason=reason, message=msg, exit_code=exit_code,
                                   signal=sig, started_at=started, finished_at=finished, restart_count=restarts)
-            restart = not pod.stopping.is_set() and (
-                pod.restart_policy == "Always" or (pod.restart_policy == "OnFailure" and exit_code != 0))
+            if init:
+                # An init container runs to completion; a failure is retried unless restartPolicy is Never.
+                restart = not pod.stopping.is_set() and exit_code != 0 and pod.restart_policy != "Never"
+            else:
+                restart = not pod.stopping.is_set() and (
+                    pod.restart_policy == "Always" or (pod.restart_policy == "OnFailure" and exit_code != 0))
             if not restart:
                 with self._lock:
                     c.state = replace(term, last_terminated=c.state.last_terminated)
@@ -282,8 +334,10 @@ class PodRuntime:
             pod = self._pods.get(uid)
         if pod is None:
             return
-        pod.stopping.set()
-        procs = [c.proc for c in pod.containers.values() if c.proc is not None]
+        with self._lock:
+            pod.stopping.set()
+            containers = [*pod.init_containers.values(), *pod.containers.values()]
+            procs = [c.proc for c in containers if c.proc is not None]
         groups = [p.pid for p in procs] + list(pod.exec_pids)
         if grace_seconds > 0:
             for p in procs:
@@ -310,10 +364,14 @@ class PodRuntime:
                 p.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 pass
-        for c in pod.containers.values():
+        if pod.init_thread is not None:
+            pod.init_thread.join(timeout=10)
+        for c in containers:
             if c.thread is not None:
                 c.thread.join(timeout=10)
             with self._lock:
+                if c.state.reason == "PodInitializing":
+                    continue   # never started: stays waiting, as on a node
                 if c.state.state != "terminated":
                     now = time.time()
                     c.state = ContainerState(
@@ -343,6 +401,12 @@ class PodRuntime:
             pod = self._pods.get(uid)
             return {} if pod is None else {n: c.state for n, c in pod.containers.items()}
 
+    def init_container_states(self, uid: str) -> dict[str, ContainerState]:
+        """The init containers' states, in their order."""
+        with self._lock:
+            pod = self._pods.get(uid)
+            return {} if pod is None else {n: c.state for n, c in pod.init_containers.items()}
+
     def has_pod(self, uid: str) -> bool:
         with self._lock:
             return uid in self._pods
@@ -351,7 +415,7 @@ class PodRuntime:
         """The wrapped process for `kubectl exec`; raises KeyError for an unknown pod/container."""
         with self._lock:
             pod = self._pods[uid]
-            c = pod.containers[container]
+            c = pod.containers.get(container) or pod.init_containers[container]
         spec = c.sandbox.process_spec(argv)
         spec.on_start = pod.exec_pids.add
 

@@ -75,23 +75,25 @@ def test_kinds_without_spec_have_no_generation(api_client, namespace):
 
 
 def test_status_subresource_separates_spec_and_status_builtin(api_client, namespace):
-    apps = client.AppsV1Api(api_client)
-    apps.create_namespaced_deployment(namespace, m.deployment("web", namespace))
+    # A Service: a built-in kind with a status subresource and no controller writing it here.
+    core = client.CoreV1Api(api_client)
+    core.create_namespaced_service(namespace, {"metadata": {"name": "web"},
+                                               "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]}})
     # Status in a main-resource update is ignored.
-    dep = apps.read_namespaced_deployment("web", namespace).to_dict()
-    body = api_client.sanitize_for_serialization(apps.read_namespaced_deployment("web", namespace))
-    body["status"] = {"replicas": 7, "readyReplicas": 7}
+    body = api_client.sanitize_for_serialization(core.read_namespaced_service("web", namespace))
+    body["status"] = {"loadBalancer": {"ingress": [{"ip": "192.0.2.7"}]}}
     body["metadata"]["labels"] = {"touched": "yes"}
-    out = apps.replace_namespaced_deployment("web", namespace, body)
+    out = core.replace_namespaced_service("web", namespace, body)
     assert out.metadata.labels == {"touched": "yes"}
-    assert out.status is None or (out.status.replicas or 0) != 7
+    assert not (out.status and out.status.load_balancer and out.status.load_balancer.ingress)
     # Spec in a status update is ignored.
-    body = api_client.sanitize_for_serialization(apps.read_namespaced_deployment("web", namespace))
-    body["spec"]["replicas"] = 5
-    body["status"] = {"replicas": 1, "observedGeneration": 1}
-    out = apps.replace_namespaced_deployment_status("web", namespace, body)
-    assert out.status.replicas == 1 and out.spec.replicas == dep["spec"]["replicas"] == 1
-    assert apps.read_namespaced_deployment("web", namespace).spec.replicas == 1
+    body = api_client.sanitize_for_serialization(core.read_namespaced_service("web", namespace))
+    body["spec"]["ports"] = [{"port": 8080}]
+    body["status"] = {"loadBalancer": {"ingress": [{"ip": "192.0.2.8"}]}}
+    out = core.replace_namespaced_service_status("web", namespace, body)
+    assert out.status.load_balancer.ingress[0].ip == "192.0.2.8"
+    assert [p.port for p in out.spec.ports] == [80]
+    assert [p.port for p in core.read_namespaced_service("web", namespace).spec.ports] == [80]
 
 
 def test_status_subresource_separates_spec_and_status_custom(api_client, namespace, widget_crds):
@@ -245,9 +247,18 @@ def test_scale_deployment_through_the_client(api_client, namespace):
     assert scaled.spec.replicas == 5
     dep = apps.read_namespaced_deployment("web", namespace)
     assert dep.spec.replicas == 5 and dep.metadata.generation == 2
-    scale = apps.read_namespaced_deployment_scale("web", namespace)
-    scale.spec.replicas = 1
-    assert apps.replace_namespaced_deployment_scale("web", namespace, scale).spec.replicas == 1
+    # The deployment controller writes status concurrently: a read-then-replace retries on 409, as
+    # client-go's RetryOnConflict does against a real cluster.
+    for _ in range(20):
+        scale = apps.read_namespaced_deployment_scale("web", namespace)
+        scale.spec.replicas = 1
+        try:
+            assert apps.replace_namespaced_deployment_scale("web", namespace, scale).spec.replicas == 1
+            break
+        except client.ApiException as e:
+            assert e.status == 409
+    else:
+        raise AssertionError("replace of the scale kept conflicting")
     stale = apps.read_namespaced_deployment_scale("web", namespace)
     apps.patch_namespaced_deployment_scale("web", namespace, {"spec": {"replicas": 2}})
     stale.spec.replicas = 9
