@@ -166,8 +166,13 @@ async def _wait_fd(fd: int, write: bool = False) -> None:
         (loop.remove_writer if write else loop.remove_reader)(fd)
 
 
-async def _pump(fd: int, channel: int, out: _Channels) -> None:
+class StreamCut(Exception):
+    """A fault injected by a test: the stream is cut mid-transfer (no exit status is sent)."""
+
+
+async def _pump(fd: int, channel: int, out: _Channels, cut_after: int | None = None) -> None:
     """Copy a process output fd to a channel until EOF (EIO: the pty slave side closed)."""
+    sent = 0
     while True:
         try:
             data = os.read(fd, FRAME)
@@ -180,6 +185,10 @@ async def _pump(fd: int, channel: int, out: _Channels) -> None:
             raise
         if not data:
             return
+        if cut_after is not None and sent + len(data) > cut_after:
+            await out.send(channel, data[:max(0, cut_after - sent)])
+            raise StreamCut()
+        sent += len(data)
         await out.send(channel, data)
 
 
@@ -278,10 +287,11 @@ async def deny(websocket: WebSocket, error: ApiError) -> None:
 
 
 async def serve_exec(websocket: WebSocket, spec: ProcessSpec, *, stdin: bool, stdout: bool, stderr: bool,
-                     tty: bool, command: list[str] | None = None) -> None:
+                     tty: bool, command: list[str] | None = None, cut_stdout_after: int | None = None) -> None:
     """Accept the websocket, run `spec`, stream it, report its exit; returns when all is done.
 
     `command` (the user's argv, for the failure message) defaults to spec.argv.
+    `cut_stdout_after` (fault injection): drop the connection after that many stdout bytes.
     """
     protocol = select_subprotocol(websocket.headers.get("sec-websocket-protocol"))
     if protocol is None:
@@ -348,8 +358,8 @@ async def serve_exec(websocket: WebSocket, spec: ProcessSpec, *, stdin: bool, st
         await ch.send(first, b"")
         receiver = asyncio.create_task(receive())
         waiter = asyncio.create_task(_wait_process(proc))
-        pumps = [asyncio.create_task(_pump(fd, c, ch)) for fd, c in ((out_fd, STDOUT), (err_fd, STDERR))
-                 if fd is not None]
+        pumps = [asyncio.create_task(_pump(fd, c, ch, cut_stdout_after if c == STDOUT else None))
+                 for fd, c in ((out_fd, STDOUT), (err_fd, STDERR)) if fd is not None]
         tasks = [receiver, waiter, *pumps]
         pending: set[asyncio.Task[Any]] = {waiter, *pumps}
         while pending:
@@ -368,6 +378,9 @@ async def serve_exec(websocket: WebSocket, spec: ProcessSpec, *, stdin: bool, st
         await websocket.close()
     except (WebSocketDisconnect, ConnectionError, RuntimeError):
         pass   # the client went away: the finally below kills the process group
+    except StreamCut:
+        with contextlib.suppress(Exception):
+            await websocket.close(code=1011, reason="stream cut (injected fault)")
     finally:
         for t in tasks:
             t.cancel()

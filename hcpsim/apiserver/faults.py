@@ -28,6 +28,7 @@ class Faults:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._rules: list[FaultRule] = []
+        self._exec_cuts: list[int] = []
 
     def fail_next(self, count: int, *, code: int = 503, method: str | None = None, path_contains: str | None = None,
                   delay: float = 0.0) -> FaultRule:
@@ -47,6 +48,16 @@ class Faults:
                     return rule
         return None
 
+    def cut_next_exec(self, after_bytes: int, count: int = 1) -> None:
+        """The next `count` exec streams are dropped after `after_bytes` bytes of stdout."""
+        with self._lock:
+            self._exec_cuts.extend([after_bytes] * count)
+
+    def take_exec_cut(self) -> int | None:
+        with self._lock:
+            return self._exec_cuts.pop(0) if self._exec_cuts else None
+
     def clear(self) -> None:
         with self._lock:
             self._rules.clear()
+            self._exec_cuts.clear()

@@ -158,3 +158,21 @@ def test_pod_log_and_deletion_stops_processes(api_client: client.ApiClient, name
     else:
         raise AssertionError("pod was not removed after its processes stopped")
     assert not Path(f"/proc/{pid}").exists() or Path(f"/proc/{pid}/status").read_text().find("zombie") >= 0
+
+
+def test_injected_stream_cut_drops_the_connection_without_exit_status(api_client: client.ApiClient, namespace: str,
+                                                                      pod: str, cluster) -> None:  # type: ignore[no-untyped-def]
+    (cluster.kubelet.pvc_dir(namespace, "data") / "big").write_bytes(b"z" * (4 * 1024 * 1024))
+    cluster.faults.cut_next_exec(after_bytes=1024 * 1024)
+    resp = _exec(api_client, namespace, pod, ["cat", "/var/lib/big"], _preload_content=False, binary=True)
+    got = 0
+    while resp.is_open():
+        resp.update(timeout=5)
+        if resp.peek_stdout():
+            got += len(resp.read_stdout())
+    assert got == 1024 * 1024
+    # No exit status arrived: a caller must treat the transfer as failed (the 36.x client's
+    # `returncode` even raises on it).
+    assert resp.read_channel(ERROR_CHANNEL) == ""
+    # The next exec is whole again.
+    assert _exec(api_client, namespace, pod, ["sh", "-c", "wc -c < /var/lib/big"]).strip() == str(4 * 1024 * 1024)
