@@ -173,6 +173,6 @@ def test_injected_stream_cut_drops_the_connection_without_exit_status(api_client
     assert got == 1024 * 1024
     # No exit status arrived: a caller must treat the transfer as failed (the 36.x client's
     # `returncode` even raises on it).
-    assert resp.read_channel(ERROR_CHANNEL) == ""
+    assert resp.read_channel(ERROR_CHANNEL) == b""
     # The next exec is whole again.
     assert _exec(api_client, namespace, pod, ["sh", "-c", "wc -c < /var/lib/big"]).strip() == str(4 * 1024 * 1024)
