@@ -18,6 +18,7 @@ from hcpsim.apiserver.server import ServerLoop, write_kubeconfig
 from hcpsim.apiserver.store import Store
 from hcpsim.controllers.kubelet import Kubelet
 from hcpsim.controllers.workloads import start_workload_controllers
+from hcpsim.etcd import configure_runtime
 from hcpsim.pki import CertificateAuthority
 from hcpsim.runtime.pod_runtime import PodRuntime
 
@@ -40,6 +41,8 @@ class SimCluster:
         self.port = loop.serve(self.app, tls=self.tls)
         self.url = f"https://127.0.0.1:{self.port}"
         self.runtime = PodRuntime(data_dir / "runtime", binaries=binaries)
+        # Pods with the etcd image run real etcd members; /usr/bin/etcdctl etc. exist in every pod.
+        configure_runtime(self.runtime)
         self.kubelet = Kubelet(self.backend, self.runtime, data_dir, f"{name}-node-0", own_node=own_node)
         self.app.pod_io = self.kubelet
         self.workloads = start_workload_controllers(self)

@@ -18,7 +18,9 @@ from hcpsim.apiserver.errors import ApiError
 from hcpsim.aws import AwsSim
 from hcpsim.cluster import SimCluster, Simulator
 from hcpsim.controllers.externaldns import ExternalDNS, register_route_type
+from hcpsim.etcd import etcd_objects
 from hcpsim.hypershift.control_plane import ControlPlaneOperator
+from hcpsim.hypershift.etcd_writer import WriterSettings
 from hcpsim.hypershift.hosted_api import HostedApis
 from hcpsim.hypershift.nodepool import NodePoolController, NodePoolSettings
 from hcpsim.hypershift.kinds import builtin_definitions
@@ -28,6 +30,8 @@ from hcpsim.manifests import hosted_cluster, node_pool
 log = logging.getLogger("hcpsim.world")
 
 MANAGEMENT_CLUSTERS = ("mgmt1", "mgmt2")
+_GROUP_PLURAL = {"Secret": ("", "secrets"), "ConfigMap": ("", "configmaps"), "Service": ("", "services"),
+                 "StatefulSet": ("apps", "statefulsets")}
 
 
 @dataclass
@@ -41,12 +45,15 @@ class WorldSettings:
     dns_interval: float = 0.2
     operator: OperatorSettings = field(default_factory=OperatorSettings)
     nodepools: NodePoolSettings = field(default_factory=NodePoolSettings)
+    writer: WriterSettings = field(default_factory=WriterSettings)
+    # reset-member's wait for a member list when no member answers (upstream: 5 s).
+    etcd_reset_member_timeout: str | None = "300ms"
 
     @classmethod
     def realistic(cls, **overrides: Any) -> WorldSettings:
         """Delays of the order the real system has, for demos and rehearsals."""
         base = cls(dns_removal_delay=60.0, dns_interval=10.0, operator=OperatorSettings.realistic(),
-                   nodepools=NodePoolSettings.realistic())
+                   nodepools=NodePoolSettings.realistic(), etcd_reset_member_timeout=None)
         for k, v in overrides.items():
             setattr(base, k, v)
         return base
@@ -60,6 +67,7 @@ class World:
         self.aws: AwsSim | None = None
         self.hosted: HostedApis | None = None
         self._closers: list[Any] = []
+        self._etcd_rendered: dict[tuple, list[tuple[str, str, dict]]] = {}
 
     # Life cycle.
 
@@ -94,13 +102,28 @@ class World:
             if cluster_id and hosted.get(cluster_id) is not None:
                 hosted.set_serving(cluster_id, management, ready)
 
-        cpo = ControlPlaneOperator(backend, hosted_apis=hosted, on_serving=serving)
+        cpo = ControlPlaneOperator(backend, etcd_objects=self._etcd_objects, hosted_apis=hosted, on_serving=serving,
+                                   writer_settings=self.settings.writer)
         cpo.start()
         nodepools = NodePoolController(cluster, hosted, self.settings.nodepools)
         aws = self.aws
         dns = ExternalDNS(backend, lambda: aws.client("route53"), aws.zone_id, aws.domain, owner_id=cluster.name,
                           removal_delay=self.settings.dns_removal_delay, interval=self.settings.dns_interval)
         self._closers += [operator, cpo, dns, nodepools]
+
+    def _etcd_objects(self, hcp: dict, namespace: str) -> list[tuple[str, str, dict]]:
+        """The managed etcd of a control plane, rendered once per namespace (new keys each render)."""
+        spec = hcp.get("spec") or {}
+        urls = ((((spec.get("etcd") or {}).get("managed") or {}).get("storage") or {}).get("restoreSnapshotURL")) or []
+        key = (namespace, spec.get("controllerAvailabilityPolicy", "HighlyAvailable"), tuple(urls))
+        if key not in self._etcd_rendered:
+            assert self.sim is not None
+            extra = {} if self.settings.etcd_reset_member_timeout is None else {
+                "reset_member_timeout": self.settings.etcd_reset_member_timeout}
+            objs = etcd_objects(self.sim.ca, namespace, availability=key[1], restore_snapshot_url=urls[0] if urls else None,
+                                **extra)
+            self._etcd_rendered[key] = [(*_GROUP_PLURAL[o["kind"]], o) for o in objs]
+        return self._etcd_rendered[key]
 
     def close(self) -> None:
         for closer in reversed(self._closers):

@@ -183,6 +183,8 @@ class Backend:
 
     def update(self, rt: ResourceType, namespace: str | None, name: str, body: Any, *, subresource: str | None = None,
                version: str | None = None, dry_run: bool = False, field_validation: str | None = None) -> dict:
+        if version is None:
+            version = _stored_version(rt, self.store.get(rt.key, namespace or "", name))
         new = self._decode_body(rt, body, version)
         if not rt.builtin and not (new.get("metadata") or {}).get("resourceVersion"):
             # Custom resources do not allow unconditional updates (customresource strategy).
@@ -205,6 +207,7 @@ class Backend:
             old = self.store.get(rt.key, namespace or "", name)
             if old is None:
                 raise ApiError.not_found(rt.group, rt.plural, name)
+            version = version or _stored_version(rt, old)
             current = self._out(rt, old, version)
             patched = _apply_patch(patch_type, current, document, rt.group, rt.kind)
             if not isinstance(patched, dict):
@@ -360,7 +363,7 @@ class Backend:
                         sorted(added), True)])
             if rt.builtin:
                 builtin_strategy.prepare_for_update(rt, new, old)
-        new["apiVersion"] = old.get("apiVersion", rt.api_version())
+        new["apiVersion"] = rt.api_version(version) if version else old.get("apiVersion", rt.api_version())
         new["kind"] = rt.kind
         # An unconditional update (no resourceVersion) applies to the current object, as the real registry.
         meta["resourceVersion"] = old_meta["resourceVersion"]
@@ -427,7 +430,9 @@ class Backend:
             raise ApiError.bad_request(f"the kind in the data ({kind}) does not match the expected kind ({rt.kind})")
         if not isinstance(body.get("metadata", {}), dict):
             raise ApiError.bad_request("metadata must be an object")
-        body["apiVersion"] = rt.api_version()
+        # Stored with the version it was written in: versions share storage without conversion, and
+        # an in-process update (no version given) is validated against the same version's schema.
+        body["apiVersion"] = expected
         body["kind"] = rt.kind
         return body
 
@@ -646,6 +651,12 @@ def _tracks_generation(rt: ResourceType) -> bool:
 def _spec_changed(new: dict, old: dict) -> bool:
     strip = lambda o: {k: v for k, v in o.items() if k not in ("metadata", "status", "apiVersion", "kind")}  # noqa: E731
     return strip(new) != strip(old)
+
+
+def _stored_version(rt: ResourceType, obj: dict | None) -> str | None:
+    api_version = (obj or {}).get("apiVersion", "")
+    version = api_version.rsplit("/", 1)[-1] if api_version else None
+    return version if version in rt.versions else None
 
 
 def _decode_patch(patch_type: str, body: Any) -> Any:

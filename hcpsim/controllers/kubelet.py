@@ -161,8 +161,10 @@ class Kubelet:
                 return
             hosts = self._hosts_path(uid)
             self._refresh_hosts(namespace, also=pod)
+            resolv = self._resolv_conf()
             for entries in mounts.values():
                 entries.append(Mount("/etc/hosts", hosts))
+                entries.append(Mount("/etc/resolv.conf", resolv))
             containers = [_container_spec(c, env[c["name"]]) for c in spec.get("containers", [])]
             inits = [_container_spec(c, env[c["name"]]) for c in spec.get("initContainers") or []]
             self.runtime.start_pod(uid, namespace, name, containers, mounts, restart_policy=spec.get("restartPolicy", "Always"),
@@ -178,6 +180,14 @@ class Kubelet:
         ip = podnet.pod_ip(self.node_name, meta["namespace"], meta["name"])
         updated.setdefault("status", {}).update(podIP=ip, podIPs=[{"ip": ip}])
         return self.backend.update(self._pods_type(), meta["namespace"], meta["name"], updated, subresource="status")
+
+    def _resolv_conf(self) -> Path:
+        """Pods resolve names from their /etc/hosts only: an unknown name fails at once on loopback
+        instead of waiting on (and sending traffic to) the machine's real DNS servers."""
+        path = self.data_dir / "resolv.conf"
+        if not path.exists():
+            path.write_text("# hcpsim: cluster names come from /etc/hosts\nnameserver 127.0.0.1\noptions timeout:1 attempts:1\n")
+        return path
 
     def _hosts_path(self, uid: str) -> Path:
         return self.data_dir / "pods" / uid / "etc-hosts"

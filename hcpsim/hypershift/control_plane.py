@@ -16,6 +16,7 @@ from hcpsim.apiserver.backend import Backend
 from hcpsim.apiserver.store import Event
 from hcpsim.controllers.base import Controller
 from hcpsim.hypershift import release
+from hcpsim.hypershift.etcd_writer import EtcdWriter, WriterSettings
 from hcpsim.hypershift.operator import HC_ANNOTATION, HCP_KEY, HS, Objects, condition
 
 log = logging.getLogger("hcpsim.hypershift")
@@ -36,13 +37,24 @@ EtcdObjects = Callable[[dict, str], list[tuple[str, str, dict]]]
 class ControlPlaneOperator(Controller):
     name = "control-plane-operator"
 
+    def close(self) -> None:
+        super().close()
+        for writer in self.writers.values():
+            writer.close()
+        self.writers.clear()
+
     def __init__(self, backend: Backend, *, etcd_objects: EtcdObjects | None = None, hosted_apis: Any = None,
-                 on_serving: Callable[[dict, str, bool], None] | None = None) -> None:
+                 on_serving: Callable[[dict, str, bool], None] | None = None,
+                 writer_settings: WriterSettings | None = None) -> None:
         super().__init__(backend)
         self.objects = Objects(backend)
         self.etcd_objects = etcd_objects
         self.hosted_apis = hosted_apis
         self.on_serving = on_serving
+        self._mirrored: dict[str, dict] = {}
+        self.writer_settings = writer_settings
+        # One etcd writer per control plane with etcd: the API servers' writes (etcd_writer.py).
+        self.writers: dict[str, EtcdWriter] = {}
 
     def initial_keys(self) -> Iterable[Hashable]:
         return [(h["metadata"]["namespace"], h["metadata"]["name"]) for h in self.backend.store.items(HCP_KEY)]
@@ -50,6 +62,10 @@ class ControlPlaneOperator(Controller):
     def keys_for(self, event: Event) -> Iterable[Hashable]:
         if event.key == HCP_KEY:
             return [(event.namespace, event.name)]
+        if event.key == (HS, "hostedclusters"):
+            hc = event.obj
+            ns = f"{hc['metadata']['namespace']}-{hc['metadata']['name']}".replace(".", "-")
+            return [(ns, hc["metadata"]["name"])]
         if event.key in (("apps", "deployments"), ("apps", "statefulsets"), ("route.openshift.io", "routes")):
             return [(event.namespace, h["metadata"]["name"]) for h in self.backend.store.items(HCP_KEY, event.namespace)]
         return ()
@@ -58,7 +74,12 @@ class ControlPlaneOperator(Controller):
         namespace, name = key  # type: ignore[misc]
         hcp = self.objects.get(HS, "hostedcontrolplanes", namespace, name)
         if hcp is None or hcp["metadata"].get("deletionTimestamp"):
+            writer = self.writers.pop(namespace, None)
+            if writer is not None:
+                writer.close()
             return None
+        if self.etcd_objects is not None and namespace not in self.writers and self.writer_settings is not None:
+            self.writers[namespace] = EtcdWriter(self.backend, namespace, self.writer_settings)
         cpo = self.objects.get("apps", "deployments", namespace, "control-plane-operator")
         running = ((cpo or {}).get("status") or {}).get("readyReplicas", 0) > 0
         paused = release.paused((hcp.get("spec") or {}).get("pausedUntil"))
@@ -80,7 +101,10 @@ class ControlPlaneOperator(Controller):
         o = self.objects
         if self.etcd_objects is not None:
             for group, plural, obj in self.etcd_objects(hcp, ns):
-                o.ensure(group, plural, obj)
+                current = o.ensure(group, plural, obj)
+                want = (obj.get("spec") or {}).get("replicas")
+                if plural == "statefulsets" and want is not None and (current.get("spec") or {}).get("replicas") != want:
+                    o.patch_spec(group, plural, current, replicas=want)
         for name, labels in API_DEPLOYMENTS + SINGLETONS:
             replicas = (3 if ha else 1) if (name, labels) in API_DEPLOYMENTS else 1
             current = o.get("apps", "deployments", ns, name)
@@ -99,6 +123,12 @@ class ControlPlaneOperator(Controller):
             hc_ref = (meta.get("annotations") or {}).get(HC_ANNOTATION)
             if hc_ref:
                 hc_ns, hc_name = hc_ref.split("/", 1)
+                hc = o.get(HS, "hostedclusters", hc_ns, hc_name)
+                version = ((hc or {}).get("status") or {}).get("version") or {}
+                if version.get("desired") and version != self._mirrored.get(spec["clusterID"]):
+                    # The cluster-version-operator's view inside the hosted cluster.
+                    api.set_cluster_version(version["desired"], version.get("history") or [])
+                    self._mirrored[spec["clusterID"]] = version
                 copied = o.get("", "secrets", ns, "admin-kubeconfig")
                 if copied is not None:
                     o.ensure("", "secrets", {"metadata": {"name": f"{hc_name}-admin-kubeconfig", "namespace": hc_ns,

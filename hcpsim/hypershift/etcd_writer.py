@@ -87,13 +87,29 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
 
+def client_for_namespace(backend: Backend, namespace: str) -> EtcdClient | None:
+    """An etcd client for a control plane's members, from its etcd-client-tls Secret and etcd-ca
+    ConfigMap (what kube-apiserver mounts), or None while they or the members are not there."""
+    secret = backend.store.get(("", "secrets"), namespace, "etcd-client-tls")
+    ca = backend.store.get(("", "configmaps"), namespace, "etcd-ca")
+    if secret is None or ca is None:
+        return None
+    endpoints = [f"https://{p['status']['podIP']}:2379" for p in backend.store.items(("", "pods"), namespace)
+                 if (p["metadata"].get("labels") or {}).get("app") == "etcd" and (p.get("status") or {}).get("podIP")
+                 and (p.get("status") or {}).get("phase") == "Running"]
+    if not endpoints:
+        return None
+    data = secret.get("data") or {}
+    return EtcdClient(endpoints, ca["data"]["ca.crt"].encode(), base64.b64decode(data["etcd-client.crt"]),
+                      base64.b64decode(data["etcd-client.key"]))
+
+
 class EtcdWriter:
     """Writes into one control plane's etcd while its API servers run."""
 
-    def __init__(self, backend: Backend, namespace: str, client_factory, settings: WriterSettings | None = None) -> None:
+    def __init__(self, backend: Backend, namespace: str, settings: WriterSettings | None = None) -> None:
         self.backend = backend
         self.namespace = namespace
-        self.client_factory = client_factory
         self.settings = settings or WriterSettings()
         self.written = 0
         self._stop = threading.Event()
@@ -117,7 +133,7 @@ class EtcdWriter:
                 continue
             try:
                 if client is None:
-                    client = self.client_factory()
+                    client = client_for_namespace(self.backend, self.namespace)
                     if client is None:
                         continue
                 n += 1
