@@ -4,6 +4,7 @@ writes them, valid against the real HyperShift CRDs (../shared/crds).
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 DEFAULT_RELEASE_IMAGE = "quay.io/openshift-release-dev/ocp-release:4.17.9-x86_64"
@@ -43,7 +44,8 @@ def hosted_cluster(
             "pullSecret": {"name": f"{name}-pull-secret"},
             "sshKey": {"name": f"{name}-ssh-key"},
             "infraID": f"{name}-infra",
-            "clusterID": "5d3c1a9e-2f0b-4f6f-9b7a-0c4a1f6e2d11",
+            # Unique per cluster: the hosted cluster's identity (its own API, its nodes) hangs on it.
+            "clusterID": str(uuid.uuid5(uuid.NAMESPACE_DNS, f"{name}.{namespace}.{base_domain}")),
             "issuerURL": f"https://{name}-oidc.s3.{region}.amazonaws.com/{name}-infra",
             "dns": {"baseDomain": base_domain, "privateZoneID": "ZPRIVATE0001", "publicZoneID": "ZPUBLIC0001"},
             "networking": {

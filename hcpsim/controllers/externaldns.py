@@ -280,7 +280,9 @@ class ExternalDNS:
         current = _Current()
         paginator = self._client.get_paginator("list_resource_record_sets")
         txts: list[dict] = []
-        for page in paginator.paginate(HostedZoneId=self.zone_id):
+        # Pages of 300, Route53's maximum: moto's paginator repeats one record and drops another at
+        # each page boundary (seen with moto 5.2), so fewer boundaries means a truer view.
+        for page in paginator.paginate(HostedZoneId=self.zone_id, PaginationConfig={"PageSize": 300}):
             for rrset in page["ResourceRecordSets"]:
                 name = _norm(rrset["Name"])
                 if rrset["Type"] in ("A", "CNAME") and "AliasTarget" not in rrset:
@@ -311,10 +313,9 @@ class ExternalDNS:
             if owner is not None and owner != self.owner_id:
                 continue  # another external-dns owns it: leave it
             if record is None:
-                if owner is None:
-                    self._change([("CREATE", self._rrset(endpoint)), ("CREATE", self._txt_rrset(endpoint))])
-                else:  # our TXT without its record
-                    self._change([("CREATE", self._rrset(endpoint)), ("UPSERT", self._txt_rrset(endpoint))])
+                # UPSERT rather than CREATE: moto (5.2) can refuse a CREATE of a name it no longer
+                # lists after a DELETE ("already exists"); the listing said the name is free.
+                self._change([("UPSERT", self._rrset(endpoint)), ("UPSERT", self._txt_rrset(endpoint))])
             elif owner is None:
                 log.info("external-dns %s: %s exists and has no owner record; not taking it over", self.owner_id, name)
             elif (record["Type"] != endpoint.record_type
