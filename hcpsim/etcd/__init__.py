@@ -33,10 +33,21 @@ def configure_runtime(runtime: Any, images: Any = None) -> None:
     `images`: an image prefix / exact image / predicate (default: `is_etcd_image`). Binaries added
     here apply to pods started afterwards (same effect as PodRuntime(binaries=etcd_binaries())).
     """
-    from hcpsim.runtime import CommandRunner
-
     runtime.binaries.update(etcd_binaries())
-    runtime.register_runner(images or is_etcd_image, CommandRunner())
+    runtime.register_runner(images or is_etcd_image, EtcdImageRunner())
+
+
+class EtcdImageRunner:
+    """Runs an etcd-image container's own command, except the etcd-metrics grpc-proxy: a second
+    etcd process per member that scrapes nothing here (see manifests.py) would only cost memory,
+    so that container counts as running without a process."""
+
+    def main_argv(self, ctx: Any) -> list[str] | None:
+        from hcpsim.runtime import CommandRunner
+
+        if ctx.spec.name == "etcd-metrics":
+            return None
+        return CommandRunner().main_argv(ctx)
 
 
 __all__ = [
