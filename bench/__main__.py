@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bench import api_latency, sim_start
+from bench import api_latency, sim_start, world_bench
 
 
 def main() -> None:
@@ -18,6 +18,11 @@ def main() -> None:
     print("\n== exec stdout throughput (issue 2)")
     # Its own process tree: the simulator must not share a GIL with the readers it measures.
     subprocess.run([sys.executable, str(Path(__file__).with_name("exec_throughput.py"))], check=False)
+    print("\n== the simulated HyperShift world (issue 3)")
+    world_bench.world_start()
+    world_bench.world_memory()
+    world_bench.etcd_fill(256)
+    print("(1 GiB fill: python -m bench.world_bench --fill-gib)")
 
 
 if __name__ == "__main__":
