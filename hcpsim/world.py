@@ -160,7 +160,8 @@ class World:
         assert self.sim is not None
         return self.sim.clusters[name]
 
-    def create_hosted_cluster(self, name: str, namespace: str = "clusters", *, management: str = "mgmt1") -> None:
+    def create_hosted_cluster(self, name: str, namespace: str = "clusters", *, management: str = "mgmt1",
+                              restore_snapshot_url: str | None = None) -> None:
         """What `hypershift create cluster aws` does: secrets, the HostedCluster, its NodePool."""
         backend = self.cluster(management).backend
         s = self.settings
@@ -180,7 +181,8 @@ class World:
             except ApiError as e:
                 if e.code != 409:
                     raise
-        hc = hosted_cluster(name, namespace, external_dns_domain=s.external_dns_domain, availability=s.availability)
+        hc = hosted_cluster(name, namespace, external_dns_domain=s.external_dns_domain, availability=s.availability,
+                            restore_snapshot_url=restore_snapshot_url)
         backend.create(backend.type_for("hypershift.openshift.io", "hostedclusters"), namespace, hc)
         backend.create(backend.type_for("hypershift.openshift.io", "nodepools"), namespace,
                        node_pool(name, namespace, replicas=s.node_pool_replicas))

@@ -198,10 +198,17 @@ class Kubelet:
         if also is not None and all(p["metadata"]["uid"] != also["metadata"]["uid"] for p in pods):
             pods = pods + [also]
         services = self.backend.store.items(("", "services"), namespace)
+        statefulsets = self.backend.store.items(("apps", "statefulsets"), namespace)
+        claims = [c["metadata"]["name"] for c in self.backend.store.items(PVCS, namespace)]
+
+        def ip_for(member: str) -> str:
+            return podnet.pod_ip(self.node_name, namespace, member)
+
         for pod in pods:
             uid = pod["metadata"]["uid"]
             if uid in self._started or (also is not None and uid == also["metadata"]["uid"]):
-                podnet.write_in_place(self._hosts_path(uid), podnet.hosts_file_content(pod, pods, services))
+                content = podnet.hosts_file_content(pod, pods, services, statefulsets, claims, ip_for)
+                podnet.write_in_place(self._hosts_path(uid), content)
 
     def _resolve_env(self, pod: dict) -> tuple[dict[str, dict[str, str]], str | None]:
         """Each container's environment with valueFrom (downward API, secrets, config maps) resolved."""

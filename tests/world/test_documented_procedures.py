@@ -195,3 +195,37 @@ def _secret(core: client.CoreV1Api, name: str) -> client.V1Secret | None:
         return core.read_namespaced_secret(name, "clusters")
     except client.ApiException:
         return None
+
+
+def test_new_hosted_cluster_restores_from_a_presigned_snapshot_url(world: World, mgmt1: client.ApiClient,
+                                                                   fresh_cluster, tmp_path: Path) -> None:
+    source = fresh_cluster()
+    cp = f"clusters-{source}"
+    custom = client.CustomObjectsApi(mgmt1)
+    wait_for(lambda: _condition(custom.get_namespaced_custom_object(*HS, "clusters", "hostedclusters", source), "Available"),
+             "source available", timeout=60)
+    etcd = wait_for(lambda: client_for_namespace(world.cluster("mgmt1").backend, cp), "etcd client", timeout=60)
+    wait_for(lambda: _count(etcd) >= 10, "keys written", timeout=30)
+    _kubectl(world, "-n", cp, "exec", "etcd-0", "-c", "etcd", "--", *ETCDCTL, "snapshot", "save", "/var/lib/data/snap.db")
+    local = tmp_path / "snap.db"
+    _kubectl(world, "-n", cp, "cp", "-c", "etcd", "etcd-0:/var/lib/data/snap.db", str(local))
+    status = _kubectl(world, "-n", cp, "exec", "etcd-0", "-c", "etcd", "--", *ETCDCTL, "-w", "fields",
+                      "snapshot", "status", "/var/lib/data/snap.db").stdout.decode()
+    snapshot_keys = int(next(l for l in status.splitlines() if l.startswith('"Keys"')).split(":")[1])
+    s3 = world.aws.client("s3")
+    s3.upload_file(str(local), world.aws.bucket, f"restore-test/{source}.db")
+    url = s3.generate_presigned_url("get_object", Params={"Bucket": world.aws.bucket, "Key": f"restore-test/{source}.db"},
+                                    ExpiresIn=3600)
+    assert url.startswith("https://")
+
+    restored = f"{source}-r"
+    world.create_hosted_cluster(restored, restore_snapshot_url=url)
+    hc = custom.get_namespaced_custom_object(*HS, "clusters", "hostedclusters", restored)
+    assert hc["spec"]["etcd"]["managed"]["storage"]["restoreSnapshotURL"] == [url]
+    wait_for(lambda: _condition(custom.get_namespaced_custom_object(*HS, "clusters", "hostedclusters", restored), "Available"),
+             "restored cluster available", timeout=90)
+    restored_etcd = wait_for(lambda: client_for_namespace(world.cluster("mgmt1").backend, f"clusters-{restored}"),
+                             "restored etcd", timeout=30)
+    # Every key of the snapshot is there (the writers have added more since).
+    assert wait_for(lambda: _count(restored_etcd) >= snapshot_keys - 1, "restored keys", timeout=30)
+    assert _count(restored_etcd) >= 10
