@@ -54,7 +54,7 @@ def _age(timestamp: str | None) -> str:
 
 
 # A small JSONPath (the subset printer columns use): .a.b, [n], [*], [?(@.k=="v")].
-_TOKEN = re.compile(r"\.([A-Za-z0-9_\-]+)|\[(\d+|\*)\]|\[\?\(@\.([A-Za-z0-9_.\-]+)\s*==\s*[\"']([^\"']*)[\"']\)\]")
+_TOKEN = re.compile(r"\.([A-Za-z0-9_\-]+)|\[(\d+|\*)\]|\[\?\(@\.([A-Za-z0-9_.\-]+)\s*(==|!=)\s*[\"']([^\"']*)[\"']\)\]")
 
 
 def json_path(obj: Any, path: str) -> list[Any]:
@@ -68,7 +68,7 @@ def json_path(obj: Any, path: str) -> list[Any]:
         if not m:
             return []
         pos = m.end()
-        field, index, filter_key, filter_value = m.groups()
+        field, index, filter_key, op, filter_value = m.groups()
         out: list[Any] = []
         for v in values:
             if field is not None and isinstance(v, dict) and field in v:
@@ -78,7 +78,7 @@ def json_path(obj: Any, path: str) -> list[Any]:
             elif filter_key is not None and isinstance(v, list):
                 for item in v:
                     got = json_path(item, "." + filter_key)
-                    if got and str(got[0]) == filter_value:
+                    if got and (str(got[0]) == filter_value) == (op == "=="):
                         out.append(item)
         values = out
     return values
@@ -87,7 +87,7 @@ def json_path(obj: Any, path: str) -> list[Any]:
 def _cell(values: list[Any], column_type: str) -> Any:
     if not values:
         return None
-    value = values[0] if len(values) == 1 else ",".join(str(v) for v in values)
+    value = values[0]  # the apiextensions table convertor prints the first match
     if column_type == "date" and isinstance(value, str):
         return _age(value)
     if isinstance(value, (dict, list)):
@@ -109,6 +109,16 @@ def _pod_columns() -> list[Column]:
     def status(p: dict) -> str:
         if p["metadata"].get("deletionTimestamp"):
             return "Terminating"
+        # kubectl's printPod: an unfinished init container shows as Init:<reason> or Init:<done>/<all>.
+        inits = (p.get("status") or {}).get("initContainerStatuses") or []
+        for i, s in enumerate(inits):
+            state = s.get("state") or {}
+            if (state.get("terminated") or {}).get("exitCode") == 0:
+                continue
+            reason = (state.get("terminated") or {}).get("reason") or (state.get("waiting") or {}).get("reason")
+            if reason and reason != "PodInitializing":
+                return f"Init:{reason}"
+            return f"Init:{i}/{len(inits)}"
         for s in (p.get("status") or {}).get("containerStatuses") or []:
             waiting = (s.get("state") or {}).get("waiting")
             if waiting and waiting.get("reason"):
