@@ -9,7 +9,7 @@ import heapq
 import logging
 import threading
 import time
-from typing import Callable, Hashable, Iterable
+from typing import Hashable, Iterable
 
 from hcpsim.apiserver.backend import Backend
 from hcpsim.apiserver.errors import ApiError
@@ -112,9 +112,3 @@ class Controller:
         if self._thread.is_alive():
             self._thread.join(timeout=10)
 
-
-def owned_by(obj: dict, uid: str) -> bool:
-    return any(r.get("uid") == uid for r in obj["metadata"].get("ownerReferences") or [])
-
-
-Reconcile = Callable[[Hashable], "float | None"]
