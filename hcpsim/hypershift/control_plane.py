@@ -17,6 +17,8 @@ from hcpsim.apiserver.store import Event
 from hcpsim.controllers.base import Controller
 from hcpsim.hypershift import release
 from hcpsim.hypershift.etcd_writer import EtcdWriter, WriterSettings
+
+CLUSTERVERSIONS = ("config.openshift.io", "clusterversions")
 from hcpsim.hypershift.operator import HC_ANNOTATION, HCP_KEY, HS, Objects, condition
 
 log = logging.getLogger("hcpsim.hypershift")
@@ -38,6 +40,9 @@ class ControlPlaneOperator(Controller):
     name = "control-plane-operator"
 
     def close(self) -> None:
+        for unsubscribe in self._watching.values():
+            unsubscribe()
+        self._watching.clear()
         super().close()
         for writer in self.writers.values():
             writer.close()
@@ -52,6 +57,7 @@ class ControlPlaneOperator(Controller):
         self.hosted_apis = hosted_apis
         self.on_serving = on_serving
         self._mirrored: dict[str, dict] = {}
+        self._watching: dict[str, Callable[[], None]] = {}
         self.writer_settings = writer_settings
         # One etcd writer per control plane with etcd: the API servers' writes (etcd_writer.py).
         self.writers: dict[str, EtcdWriter] = {}
@@ -118,6 +124,11 @@ class ControlPlaneOperator(Controller):
                 o.ensure("route.openshift.io", "routes", route)
         if self.hosted_apis is not None and spec.get("clusterID"):
             api = self.hosted_apis.ensure(spec["clusterID"], meta["name"])
+            if spec["clusterID"] not in self._watching:
+                # The CVO's conditions (Upgradeable) live in the hosted cluster: follow them.
+                key = (ns, meta["name"])
+                self._watching[spec["clusterID"]] = api.cluster.backend.store.subscribe(
+                    lambda event, key=key: self.enqueue(key) if event.key == CLUSTERVERSIONS else None)
             o.ensure("", "secrets", {"metadata": {"name": "admin-kubeconfig", "namespace": ns},
                                      "type": "Opaque", "stringData": {"kubeconfig": api.admin_kubeconfig()}})
             hc_ref = (meta.get("annotations") or {}).get(HC_ANNOTATION)
@@ -134,6 +145,14 @@ class ControlPlaneOperator(Controller):
                     o.ensure("", "secrets", {"metadata": {"name": f"{hc_name}-admin-kubeconfig", "namespace": hc_ns,
                                                           "labels": {"hypershift.openshift.io/hosted-control-plane": ns}},
                                              "type": "Opaque", "data": copied.get("data") or {}}, update_fields=("data",))
+
+    def _hosted_upgradeable(self, hcp: dict) -> dict:
+        """The hosted ClusterVersion's Upgradeable condition (absent: upgradeable), as the CVO reports it."""
+        cluster_id = (hcp.get("spec") or {}).get("clusterID")
+        api = self.hosted_apis.get(cluster_id) if self.hosted_apis is not None and cluster_id else None
+        if api is None:
+            return {}
+        return _upgradeable_of(api.cluster.backend.store.get(CLUSTERVERSIONS, "", "version"))
 
     def _serving(self, hcp: dict) -> None:
         kas = self.objects.get("apps", "deployments", hcp["metadata"]["namespace"], "kube-apiserver")
@@ -152,6 +171,7 @@ class ControlPlaneOperator(Controller):
         etcd_ok = etcd is not None and etcd_replicas > 0 and etcd_ready >= etcd_replicas // 2 + 1
         gen = hcp["metadata"].get("generation")
         status = dict(hcp.get("status") or {})
+        upgradeable = self._hosted_upgradeable(hcp)
         status.update(
             ready=kas_ready and etcd_ok, initialized=True,
             version=release.version_of(hcp["spec"].get("releaseImage", "")),
@@ -162,11 +182,20 @@ class ControlPlaneOperator(Controller):
                 condition("EtcdAvailable", etcd_ok, "QuorumAvailable" if etcd_ok else "EtcdWaitingForQuorum", "", gen, previous),
                 condition("KubeAPIServerAvailable", kas_ready, "AsExpected" if kas_ready else "NotAvailable", "", gen, previous),
                 condition("ReconciliationActive", not paused, "ReconciliationPaused" if paused else "AsExpected", "", gen, previous),
+                condition("ClusterVersionUpgradeable", upgradeable.get("status", "True"),
+                          upgradeable.get("reason", "FromClusterVersion"), upgradeable.get("message", ""), gen, previous),
             ])
         from hcpsim.hypershift.operator import _without_times
 
         if _without_times(status) != _without_times(hcp.get("status")):
             self.objects.set_status(HS, "hostedcontrolplanes", hcp, status)
+
+
+def _upgradeable_of(cluster_version: dict | None) -> dict:
+    for c in ((cluster_version or {}).get("status") or {}).get("conditions") or []:
+        if c.get("type") == "Upgradeable":
+            return c
+    return {}
 
 
 def _deployment(name: str, namespace: str, labels: dict[str, str], replicas: int, image: str) -> dict:

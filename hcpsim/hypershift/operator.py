@@ -385,7 +385,7 @@ class HostedClusterController(Controller):
                       f"Cluster version is {release.version_of(completed['image']) if completed else ''}", generation, previous),
             condition("ClusterVersionAvailable", completed is not None and available, "FromClusterVersion",
                       f"Done applying {completed['version']}" if completed else "", generation, previous),
-            _keep_or_default(previous, "ClusterVersionUpgradeable", generation),
+            self._upgradeable(hc, cp_ns, generation, previous),
         ]
         status["conditions"] = conditions
         if self.objects.get("", "secrets", meta["namespace"], f"{meta['name']}-admin-kubeconfig") is not None:
@@ -398,6 +398,15 @@ class HostedClusterController(Controller):
         if fresh is not None and _without_times(fresh.get("status")) != _without_times(status):
             self.objects.set_status(HS, "hostedclusters", fresh, status)
         return upgrading
+
+    def _upgradeable(self, hc: dict, cp_ns: str, generation: int | None, previous: list[dict]) -> dict:
+        """ClusterVersionUpgradeable from the control plane's report of the hosted CVO."""
+        hcp = self.objects.get(HS, "hostedcontrolplanes", cp_ns, hc["metadata"]["name"])
+        for c in ((hcp or {}).get("status") or {}).get("conditions") or []:
+            if c.get("type") == "ClusterVersionUpgradeable":
+                return condition("ClusterVersionUpgradeable", c["status"], c.get("reason", "FromClusterVersion"),
+                                 c.get("message", ""), generation, previous)
+        return _keep_or_default(previous, "ClusterVersionUpgradeable", generation)
 
     # Deletion.
 

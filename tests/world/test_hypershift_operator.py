@@ -157,3 +157,37 @@ def test_deleting_a_hosted_cluster_removes_its_control_plane(world: World, mgmt1
 
     wait_for(gone, "HostedCluster gone", timeout=60)
     wait_for(lambda: f"clusters-{name}" not in [n.metadata.name for n in core.list_namespace().items], "namespace gone", timeout=60)
+
+
+def test_not_upgradeable_cluster_needs_force_upgrade_to(world: World, mgmt1: client.ApiClient, fresh_cluster,
+                                                        tmp_path) -> None:
+    name = fresh_cluster()
+    custom, core = client.CustomObjectsApi(mgmt1), client.CoreV1Api(mgmt1)
+    wait_for(lambda: (_hc(mgmt1, name).get("status") or {}).get("version", {}).get("history", [{}])[0].get("state") == "Completed",
+             "first version completed", timeout=60)
+    secret = core.read_namespaced_secret(f"{name}-admin-kubeconfig", "clusters")
+    kubeconfig = tmp_path / "hosted"
+    kubeconfig.write_bytes(base64.b64decode(secret.data["kubeconfig"]))
+    hosted = config.new_client_from_config(config_file=str(kubeconfig))
+    try:
+        # An operator inside the hosted cluster says it cannot be upgraded (the CVO's Upgradeable=False).
+        hosted_custom = client.CustomObjectsApi(hosted)
+        cv = hosted_custom.get_cluster_custom_object("config.openshift.io", "v1", "clusterversions", "version")
+        conditions = [c for c in cv["status"]["conditions"] if c["type"] != "Upgradeable"] + [{
+            "type": "Upgradeable", "status": "False", "reason": "AdminAckRequired",
+            "message": "Kubernetes 1.31 removes APIs in use", "lastTransitionTime": "2026-11-26T00:00:00Z"}]
+        hosted_custom.patch_cluster_custom_object_status("config.openshift.io", "v1", "clusterversions", "version",
+                                                         {"status": {"conditions": conditions}})
+    finally:
+        hosted.close()
+    wait_for(lambda: _cond(_hc(mgmt1, name), "ClusterVersionUpgradeable").get("status") == "False", "Upgradeable=False seen")
+    before = _hc(mgmt1, name)["status"]["version"]["desired"]["image"]
+    target = "quay.io/openshift-release-dev/ocp-release:4.17.12-x86_64"
+    custom.patch_namespaced_custom_object(*HS, "clusters", "hostedclusters", name, {"spec": {"release": {"image": target}}})
+    hc = wait_for(lambda: (lambda h: h if _cond(h, "ValidReleaseImage").get("status") == "False" else None)(_hc(mgmt1, name)),
+                  "the upgrade refused")
+    assert "force-upgrade-to" in _cond(hc, "ValidReleaseImage")["message"]
+    assert hc["status"]["version"]["desired"]["image"] == before
+    custom.patch_namespaced_custom_object(*HS, "clusters", "hostedclusters", name,
+                                          {"metadata": {"annotations": {"hypershift.openshift.io/force-upgrade-to": target}}})
+    wait_for(lambda: _hc(mgmt1, name)["status"]["version"]["desired"]["image"] == target, "the forced upgrade started")
