@@ -80,7 +80,8 @@ class ApiApp:
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         method = scope["method"]
-        path = scope["path"]
+        # A trailing slash names the same thing (the official client asks for `/version/`).
+        path = scope["path"].rstrip("/") or "/"
         try:
             if path not in _ANONYMOUS_PATHS and not self._authorized(scope):
                 raise ApiError.unauthorized()

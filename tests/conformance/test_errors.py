@@ -231,3 +231,11 @@ def test_unknown_fields_of_builtin_kinds_are_dropped(raw, namespace):
     assert r.status_code == 201
     assert "bogus" not in r.json()
     assert "bogus" not in raw.get(CM.format(ns=namespace) + "/loose").json()
+
+
+def test_version_endpoint_through_the_official_client(api_client):
+    """The client asks for `/version/` (trailing slash), which the real server serves like `/version`."""
+    from kubernetes import client as k8s
+
+    info = k8s.VersionApi(api_client).get_code()
+    assert info.major == "1" and info.git_version.startswith("v1.")

@@ -1,0 +1,185 @@
+"""The backup's transfer path against the simulated world: etcd-0's snapshot streamed out through the
+exec WebSocket and into S3 (multipart, bounded memory, SHA-256 checked against `sha256sum` in the pod),
+and the failure paths (a cut stream, a failing part) leave nothing behind or recover."""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+import tracemalloc
+import uuid
+
+import pytest
+
+from hcp import pod_exec
+from hcp.cluster_access import ClusterAccess, ClusterAccessError
+from hcp.pod_exec import CommandFailed, ExecStreamError
+from hcp.s3_transfer import MiB, S3TransferError, download_stream, sha256_of_object, upload_stream
+
+from .conftest import CONTAINER, NAMESPACE, POD
+
+ETCDCTL = ["env", "ETCDCTL_API=3", "/usr/bin/etcdctl", "--cacert", "/etc/etcd/tls/etcd-ca/ca.crt",
+           "--cert", "/etc/etcd/tls/client/etcd-client.crt", "--key", "/etc/etcd/tls/client/etcd-client.key",
+           "--endpoints=https://localhost:2379"]
+
+
+def _in_pod(api, *argv: str, timeout: float = 60) -> str:  # type: ignore[no-untyped-def]
+    return pod_exec.run(api, NAMESPACE, POD, CONTAINER, list(argv), timeout=timeout).text
+
+
+def _pod_sha256(api, path: str) -> str:  # type: ignore[no-untyped-def]
+    return _in_pod(api, "sha256sum", path).split()[0]
+
+
+def _key() -> str:
+    return f"test/{uuid.uuid4().hex[:8]}/snapshot.db"
+
+
+def _assert_nothing_left(s3, bucket: str, key: str) -> None:  # type: ignore[no-untyped-def]
+    assert s3.list_objects_v2(Bucket=bucket, Prefix=key).get("KeyCount", 0) == 0
+    uploads = s3.list_multipart_uploads(Bucket=bucket, Prefix=key).get("Uploads", [])
+    assert uploads == []
+
+
+@pytest.fixture(scope="module")
+def big_file(mgmt1_api) -> tuple[str, str]:  # type: ignore[no-untyped-def]
+    """40 MiB of random bytes in the etcd pod's data volume, and their sha256sum."""
+    path = "/var/lib/data/hcp-test-40m.bin"
+    _in_pod(mgmt1_api, "sh", "-c", f"head -c {40 * MiB} /dev/urandom > {path}")
+    yield path, _pod_sha256(mgmt1_api, path)
+    _in_pod(mgmt1_api, "rm", "-f", path)
+
+
+def test_snapshot_streamed_to_s3_matches_sha256sum_in_pod(mgmt1_api, s3, bucket) -> None:  # type: ignore[no-untyped-def]
+    path = f"/var/lib/data/hcp-test-{uuid.uuid4().hex[:6]}.db"
+    _in_pod(mgmt1_api, *ETCDCTL, "snapshot", "save", path)
+    try:
+        expected = _pod_sha256(mgmt1_api, path)
+        key = _key()
+        result = upload_stream(s3, bucket, key, pod_exec.stream_stdout(mgmt1_api, NAMESPACE, POD, CONTAINER, ["cat", path],
+                                                                       chunk_bytes=256 * 1024))
+        assert result.sha256 == expected
+        assert result.parts == 0  # a small snapshot: one PutObject
+        assert sha256_of_object(s3, bucket, key) == expected
+        assert result.size == s3.head_object(Bucket=bucket, Key=key)["ContentLength"] > 0
+    finally:
+        _in_pod(mgmt1_api, "rm", "-f", path)
+
+
+def test_large_file_goes_multipart_with_bounded_memory(mgmt1_api, s3, bucket, big_file) -> None:  # type: ignore[no-untyped-def]
+    path, expected = big_file
+    key = _key()
+    gc.collect()
+    tracemalloc.start()
+    try:
+        result = upload_stream(s3, bucket, key, pod_exec.stream_stdout(mgmt1_api, NAMESPACE, POD, CONTAINER, ["cat", path]),
+                               part_size=8 * MiB, sse="AES256")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert result.size == 40 * MiB
+    assert result.parts == 5
+    assert result.sha256 == expected
+    # One 8 MiB part is held (plus a 1 MiB chunk and the clients' buffers), never the file.
+    assert peak < 16 * MiB, f"peak traced allocations {peak / MiB:.1f} MiB for a 40 MiB transfer"
+    head = s3.head_object(Bucket=bucket, Key=key)
+    assert head["ServerSideEncryption"] == "AES256"
+    assert head["ContentLength"] == 40 * MiB
+    assert sha256_of_object(s3, bucket, key) == expected
+    assert sum(len(c) for c in download_stream(s3, bucket, key, chunk_bytes=4 * MiB)) == 40 * MiB
+
+
+def test_cut_exec_stream_raises_and_leaves_nothing_in_the_bucket(hcp_world, mgmt1_api, s3, bucket, big_file) -> None:  # type: ignore[no-untyped-def]
+    path, _ = big_file
+    key = _key()
+    hcp_world.cluster("mgmt1").faults.cut_next_exec(after_bytes=12 * MiB)  # after two 5 MiB parts went up
+    with pytest.raises(ExecStreamError) as err:
+        upload_stream(s3, bucket, key, pod_exec.stream_stdout(mgmt1_api, NAMESPACE, POD, CONTAINER, ["cat", path]),
+                      part_size=5 * MiB)
+    assert err.value.exit_code is None
+    message = str(err.value)
+    assert "mgmt1" in message and f"{NAMESPACE}/{POD}" in message and f"cat {path}" in message
+    assert "without an exit status" in message
+    _assert_nothing_left(s3, bucket, key)
+
+
+def test_failed_part_is_retried(hcp_world, mgmt1_api, s3, bucket, big_file) -> None:  # type: ignore[no-untyped-def]
+    path, expected = big_file
+    key = _key()
+    no_retry_client = hcp_world.aws.client("s3", max_attempts=1)  # the retry seen is ours, not botocore's
+    hcp_world.aws.faults.reset_stats()
+    hcp_world.aws.faults.fail_next(2, 503, method="PUT", path=key)  # UploadPart 1 fails twice
+    result = upload_stream(no_retry_client, bucket, key,
+                           pod_exec.stream_stdout(mgmt1_api, NAMESPACE, POD, CONTAINER, ["head", "-c", str(12 * MiB), path]),
+                           part_size=5 * MiB, retry_delay=0.01)
+    assert hcp_world.aws.faults.stats()["injected"] == 2
+    assert result.parts == 3 and result.size == 12 * MiB
+    assert sha256_of_object(s3, bucket, key) == result.sha256 == _in_pod(
+        mgmt1_api, "sh", "-c", f"head -c {12 * MiB} {path} | sha256sum").split()[0]
+
+
+def test_part_failing_every_time_aborts_the_upload(hcp_world, mgmt1_api, bucket) -> None:  # type: ignore[no-untyped-def]
+    key = _key()
+    no_retry_client = hcp_world.aws.client("s3", max_attempts=1)
+    hcp_world.aws.faults.fail_next(10, 500, method="PUT", path=key)
+    chunks = (bytes([i]) * MiB for i in range(7))  # 7 MiB: two parts of 5 MiB
+    with pytest.raises(S3TransferError, match="UploadPart 1 .* after 3 attempt"):
+        upload_stream(no_retry_client, bucket, key, chunks, part_size=5 * MiB, part_attempts=3, retry_delay=0.01)
+    _assert_nothing_left(no_retry_client, bucket, key)
+
+
+def test_small_upload_with_sse_and_split_chunks(s3, bucket) -> None:  # type: ignore[no-untyped-def]
+    key = _key()
+    data = b"etcd" * 1000
+    result = upload_stream(s3, bucket, key, [data[:10], b"", data[10:]], sse="AES256")
+    assert (result.size, result.sha256, result.parts) == (len(data), hashlib.sha256(data).hexdigest(), 0)
+    assert s3.head_object(Bucket=bucket, Key=key)["ServerSideEncryption"] == "AES256"
+    # Chunks that straddle part boundaries: parts are exactly part_size but the last.
+    key2 = _key()
+    blob = bytes(range(256)) * (45 * 1024)  # 11.25 MiB in uneven 3 MiB + 1 chunks
+    step = 3 * MiB + 1
+    result = upload_stream(s3, bucket, key2, (blob[i:i + step] for i in range(0, len(blob), step)), part_size=5 * MiB)
+    assert result.parts == 3
+    assert sha256_of_object(s3, bucket, key2) == hashlib.sha256(blob).hexdigest() == result.sha256
+
+
+def test_run_reports_non_zero_exit_with_context(mgmt1_api) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(CommandFailed) as err:
+        pod_exec.run(mgmt1_api, NAMESPACE, POD, CONTAINER, ["sh", "-c", "echo boom >&2; exit 3"], timeout=20)
+    assert err.value.exit_code == 3
+    assert "cluster mgmt1" in str(err.value) and "boom" in str(err.value) and "exit 3" in str(err.value)
+    result = pod_exec.run(mgmt1_api, NAMESPACE, POD, CONTAINER, ["sh", "-c", "exit 4"], timeout=20, check=False)
+    assert result.exit_code == 4
+    with pytest.raises(ExecStreamError, match="non-zero|exited 1"):
+        list(pod_exec.stream_stdout(mgmt1_api, NAMESPACE, POD, CONTAINER, ["cat", "/var/lib/data/no-such-file"]))
+
+
+def test_cluster_access_errors_name_the_context(hcp_world, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ClusterAccessError, match="nope.*not in kubeconfig.*mgmt1"):
+        ClusterAccess(kubeconfig=hcp_world.kubeconfig_path, context="nope").api_client()
+    with pytest.raises(ClusterAccessError, match="mgmt1.*does not exist"):
+        ClusterAccess(kubeconfig=tmp_path / "missing", context="mgmt1").api_client()
+    # A context whose server does not answer.
+    text = hcp_world.kubeconfig_path.read_text()
+    import yaml
+
+    cfg = yaml.safe_load(text)
+    for c in cfg["clusters"]:
+        c["cluster"]["server"] = "https://127.0.0.1:9"
+    (tmp_path / "kc").write_text(yaml.safe_dump(cfg))
+    with pytest.raises(ClusterAccessError, match="cluster mgmt1: API https://127.0.0.1:9 is unreachable"):
+        ClusterAccess(kubeconfig=tmp_path / "kc", context="mgmt1", request_timeout=2).api_client()
+    with pytest.raises(ValueError):
+        ClusterAccess(in_cluster=True, context="mgmt1")
+
+
+def test_s3_failure_closes_the_exec_stream(hcp_world, mgmt1_api, bucket, big_file) -> None:  # type: ignore[no-untyped-def]
+    path, _ = big_file
+    key = _key()
+    no_retry_client = hcp_world.aws.client("s3", max_attempts=1)
+    hcp_world.aws.faults.fail_next(5, 403, method="PUT", path=key)  # AccessDenied: not retried
+    chunks = pod_exec.stream_stdout(mgmt1_api, NAMESPACE, POD, CONTAINER, ["cat", path])
+    with pytest.raises(S3TransferError, match="after 1 attempt"):
+        upload_stream(no_retry_client, bucket, key, chunks, part_size=5 * MiB)
+    assert chunks.gi_frame is None  # the generator was closed (its WebSocket with it)
+    _assert_nothing_left(no_retry_client, bucket, key)
