@@ -53,9 +53,9 @@ class ClusterAccess(BaseModel):
         return Path(env).expanduser() if env else Path("~/.kube/config").expanduser()
 
     def api_client(self, *, check: bool = True) -> client.ApiClient:
-        """An ApiClient for this cluster; with `check`, the API's /version is read first so that an
-        unreachable cluster fails here, naming the context, rather than in the middle of a runbook.
-        (GET /api: any answer but 401/403 means the API is there and took the credentials.)"""
+        """An ApiClient for this cluster; with `check`, GET /api is read first so that an unreachable
+        cluster or refused credentials fail here, naming the context, rather than in the middle of a
+        runbook (any answer but 401/403 means the API is there and took the credentials)."""
         api = self._load()
         if check:
             try:
