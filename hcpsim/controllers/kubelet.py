@@ -177,7 +177,7 @@ class Kubelet:
         if (pod.get("status") or {}).get("podIP"):
             return pod
         updated = copy_obj(pod)
-        ip = podnet.pod_ip(self.node_name, meta["namespace"], meta["name"])
+        ip = podnet.pod_ip(str(self.data_dir), meta["namespace"], meta["name"])
         updated.setdefault("status", {}).update(podIP=ip, podIPs=[{"ip": ip}])
         return self.backend.update(self._pods_type(), meta["namespace"], meta["name"], updated, subresource="status")
 
@@ -202,7 +202,7 @@ class Kubelet:
         claims = [c["metadata"]["name"] for c in self.backend.store.items(PVCS, namespace)]
 
         def ip_for(member: str) -> str:
-            return podnet.pod_ip(self.node_name, namespace, member)
+            return podnet.pod_ip(str(self.data_dir), namespace, member)
 
         for pod in pods:
             uid = pod["metadata"]["uid"]

@@ -24,7 +24,9 @@ _by_key: dict[tuple[str, str, str], str] = {}
 
 
 def pod_ip(cluster: str, namespace: str, name: str) -> str:
-    """A stable loopback address for a pod name: a recreated StatefulSet pod keeps its address."""
+    """A stable loopback address for a pod name: a recreated StatefulSet pod keeps its address.
+    `cluster` must be unique to the cluster (its data directory): two worlds in one process both
+    have a `mgmt1` with a `clusters-demo/etcd-0`."""
     global _next
     with _lock:
         key = (cluster, namespace, name)

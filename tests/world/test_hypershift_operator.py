@@ -104,10 +104,10 @@ def test_paused_cluster_is_not_reconciled(world: World, mgmt1: client.ApiClient,
 def test_paused_until_a_time_resumes_by_itself(world: World, mgmt1: client.ApiClient, fresh_cluster) -> None:
     name = fresh_cluster()
     custom = client.CustomObjectsApi(mgmt1)
-    until = (datetime.now(timezone.utc) + timedelta(seconds=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    until = (datetime.now(timezone.utc) + timedelta(seconds=6)).strftime("%Y-%m-%dT%H:%M:%SZ")
     custom.patch_namespaced_custom_object(*HS, "clusters", "hostedclusters", name, {"spec": {"pausedUntil": until}})
     wait_for(lambda: _cond(_hc(mgmt1, name), "ReconciliationActive").get("status") == "False", "paused")
-    wait_for(lambda: _cond(_hc(mgmt1, name), "ReconciliationActive").get("status") == "True", "resumed", timeout=10)
+    wait_for(lambda: _cond(_hc(mgmt1, name), "ReconciliationActive").get("status") == "True", "resumed", timeout=20)
 
 
 def test_upgrade_records_history(world: World, mgmt1: client.ApiClient, fresh_cluster) -> None:
