@@ -66,7 +66,20 @@ def _crud(driver, obj: dict) -> dict:
 
     replacement = dict(patched)
     replacement["metadata"] = dict(patched["metadata"], annotations={"replaced": "true"})
-    replaced = driver.replace(replacement)
+    for _ in range(20):
+        try:
+            replaced = driver.replace(replacement)
+            break
+        except DriverError as e:
+            # Workload controllers write status between our read and our replace: a real client
+            # re-reads and retries on 409 (client-go RetryOnConflict).
+            if e.code != 409 or res.kind not in ("Deployment", "StatefulSet"):
+                raise
+            fresh = driver.get(res, name, ns)
+            replacement = dict(fresh)
+            replacement["metadata"] = dict(fresh["metadata"], annotations={"replaced": "true"})
+    else:
+        raise AssertionError("replace kept conflicting")
     assert replaced["metadata"]["annotations"]["replaced"] == "true"
     assert replaced["metadata"]["uid"] == meta["uid"]
 
@@ -162,6 +175,10 @@ def _kubectl_batch_crud(kubectl, objs: list[dict]) -> None:
 
     for o in labelled:
         o["metadata"]["annotations"]["replaced"] = "true"
+        if o["kind"] in ("Deployment", "StatefulSet"):
+            # Their controllers write status concurrently: replace unconditionally (no resourceVersion),
+            # as `kubectl replace -f manifest.yaml` usually does, instead of racing them.
+            o["metadata"].pop("resourceVersion", None)
     replaced = listed(kubectl.run("replace", VALIDATE, "-f", "-", "-o", "json", input=yaml.safe_dump_all(labelled)).stdout)
     assert all(o["metadata"]["annotations"]["replaced"] == "true" for o in replaced)
 

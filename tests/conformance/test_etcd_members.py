@@ -545,8 +545,13 @@ def test_bad_restore_url_leaves_pod_failing_in_init(world: World, https_server: 
     assert etcd["state"]["waiting"]["reason"] == "PodInitializing" and etcd["restartCount"] == 0
     st = next(c for c in pod["status"]["initContainerStatuses"] if c["name"] == "etcd-init")
     assert (st.get("lastState") or {}).get("terminated", {}).get("exitCode") or st["state"].get("terminated", {}).get("exitCode")
-    logs = world.kubectl(ns, "logs", "etcd-0", "-c", "etcd-init", check=False).stdout.decode()
-    prev = world.kubectl(ns, "logs", "etcd-0", "-c", "etcd-init", "--previous", check=False).stdout.decode()
-    assert reason in logs + prev, logs + prev
+    def init_logs() -> str:
+        logs = world.kubectl(ns, "logs", "etcd-0", "-c", "etcd-init", check=False).stdout.decode()
+        prev = world.kubectl(ns, "logs", "etcd-0", "-c", "etcd-init", "--previous", check=False).stdout.decode()
+        return logs + prev
+
+    # A restarted attempt may be mid-download when read: wait for an attempt's reason to show.
+    logs = wait_for(lambda: (lambda text: text if reason in text else None)(init_logs()), 20, 0.3, "the reason in the logs")
+    assert reason in logs
     assert not (world.pvc_dir(ns, "data-etcd-0") / "data" / "member").exists()
     world.kubectl(ns, "delete", "statefulset", "etcd")
