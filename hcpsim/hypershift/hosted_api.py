@@ -194,6 +194,10 @@ class HostedApi:
             h.setdefault("completionTime", now if h.get("state") == "Completed" else None)
         if conditions is None:
             conditions = _default_cv_conditions(desired, history)
+            # Conditions other components set (Upgradeable from the cluster's operators) survive a
+            # version update, as they do with the real CVO.
+            derived = {c["type"] for c in conditions}
+            conditions += [dict(c) for t, c in old_conditions.items() if t not in derived]
         out = []
         for c in conditions:
             c = dict(c)
