@@ -6,7 +6,6 @@ Tests that change a hosted cluster (pause, upgrade, delete) make their own with
 
 from __future__ import annotations
 
-import time
 import uuid
 from pathlib import Path
 from typing import Callable, Iterator
@@ -16,6 +15,7 @@ from kubernetes import client, config
 
 from hcpsim.hypershift.operator import OperatorSettings
 from hcpsim.world import World, WorldSettings
+from tests.conformance.util import wait_for as _wait_for
 
 
 @pytest.fixture(scope="session")
@@ -55,11 +55,5 @@ def fresh_cluster(world: World) -> Callable[..., str]:
 
 
 def wait_for(predicate: Callable[[], object], what: str, timeout: float = 30.0, interval: float = 0.05) -> object:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)
+    """tests/conformance/util.wait_for with the world's longer default (controllers chain here)."""
+    return _wait_for(predicate, what, timeout, interval)
