@@ -388,6 +388,10 @@ class HostedClusterController(Controller):
             self._upgradeable(hc, cp_ns, generation, previous),
         ]
         status["conditions"] = conditions
+        if "desired" not in version:
+            # Paused before the first reconcile: no release was ever accepted, and the schema
+            # requires version.desired, so the operator reports conditions only.
+            status.pop("version")
         if self.objects.get("", "secrets", meta["namespace"], f"{meta['name']}-admin-kubeconfig") is not None:
             status["kubeconfig"] = {"name": f"{meta['name']}-admin-kubeconfig"}
         api_host = _api_hostname(spec)

@@ -110,6 +110,24 @@ def test_paused_until_a_time_resumes_by_itself(world: World, mgmt1: client.ApiCl
     wait_for(lambda: _cond(_hc(mgmt1, name), "ReconciliationActive").get("status") == "True", "resumed", timeout=20)
 
 
+def test_paused_from_creation_reports_conditions_without_a_version(world: World, mgmt1: client.ApiClient) -> None:
+    """Paused before the operator ever accepted a release: status carries conditions but no
+    version (the schema requires version.desired); unpausing brings the first version in."""
+    from hcpsim.manifests import hosted_cluster
+    name = f"p{datetime.now().strftime('%H%M%S%f')[-6:]}"
+    hc = hosted_cluster(name, "clusters", availability="SingleReplica")
+    hc["spec"]["pausedUntil"] = "true"
+    custom = client.CustomObjectsApi(mgmt1)
+    custom.create_namespaced_custom_object(*HS, "clusters", "hostedclusters", hc)
+    paused = wait_for(lambda: (lambda h: h if _cond(h, "ReconciliationActive").get("status") == "False" else None)(
+        _hc(mgmt1, name)), "paused conditions")
+    assert "version" not in paused["status"]
+    custom.patch_namespaced_custom_object(*HS, "clusters", "hostedclusters", name, {"spec": {"pausedUntil": None}})
+    wait_for(lambda: ((_hc(mgmt1, name).get("status") or {}).get("version") or {}).get("desired", {}).get("image")
+             == hc["spec"]["release"]["image"], "first version desired after unpausing")
+    custom.delete_namespaced_custom_object(*HS, "clusters", "hostedclusters", name)
+
+
 def test_upgrade_records_history(world: World, mgmt1: client.ApiClient, fresh_cluster) -> None:
     name = fresh_cluster()
     custom = client.CustomObjectsApi(mgmt1)
