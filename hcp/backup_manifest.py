@@ -89,6 +89,11 @@ class BackupManifest(_Strict):
     object_keys: list[NonEmpty] = Field(min_length=1)
     encryption_key_object: NonEmpty | None  # required; None when the hosted cluster has no secret encryption key
 
+    # how the backup was checked before the manifest was written: "sha256" (the object's SHA-256
+    # equals the one computed in the pod) or "full" (also restored and started; keys counted)
+    verification: Literal["sha256", "full"] = "sha256"
+    verified_total_keys: NonNegInt | None = None
+
     mode: Literal["online", "quiesced"]
     timings: Timings
     downtime_seconds: NonNegFloat
@@ -106,6 +111,8 @@ class BackupManifest(_Strict):
             raise ValueError(f"encryption_key_object {self.encryption_key_object!r} must be one of object_keys")
         if len(set(self.object_keys)) != len(self.object_keys):
             raise ValueError("object_keys must not repeat")
+        if (self.verification == "full") != (self.verified_total_keys is not None):
+            raise ValueError("verified_total_keys is set exactly when verification is 'full'")
         if self.mode == "online" and self.downtime_seconds != 0:
             raise ValueError("an online backup has no downtime: downtime_seconds must be 0")
         return self
