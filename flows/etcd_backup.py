@@ -1,0 +1,263 @@
+"""etcd-backup: snapshot one hosted cluster's etcd into S3.
+
+online (default): snapshot a healthy member while the cluster runs; no API downtime.
+quiesced: the documented procedure for a consistent backup: approval, pause reconciliation, scale
+the API servers to 0, snapshot, scale back, unpause; the API downtime is measured.
+Then: stream the snapshot to S3 (SHA-256 compared with the pod's), save the encryption key,
+remove the file from the pod, optionally restore it in a scratch etcd (verify: full), and write
+the manifest last: a prefix without a manifest is not a backup.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+import kubernetes
+import prefect
+from prefect import flow
+from prefect.runtime import flow_run
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from hcp import backup_manifest
+from hcp.aws_access import AwsAccess
+from hcp.cluster_access import ClusterAccess
+from hcp.etcd_member import MemberStatus, choose_member
+from hcp.etcd_tools import tool_versions
+from hcp.hosted_cluster import QUIESCE_DEPLOYMENTS, HostedClusterInfo
+from hcp.naming import BackupLocation, HostedClusterRef, normalize_prefix, operation_id_time, validate_bucket, \
+    validate_operation_id
+from hcp.plan import PlanStep
+from hcp.report import RunReport
+from hcp.run_target import RunTarget
+from tasks.checkpoint import completed_result
+from tasks.etcd import member_statuses, remove_snapshot_file, snapshot_path, take_snapshot
+from tasks.gates import GateSettings, approval_gate
+from tasks.hosted_cluster import quiesce_control_plane, read_cluster, restore_availability
+from tasks.runbook import Runbook, RunbookError, operation_id_for_run
+from tasks.storage import ENCRYPTION_KEY_FILE, SNAPSHOT_FILE, Encryption, check_bucket, save_encryption_key, \
+    upload_snapshot, verify_backup, write_manifest
+
+__all__ = ["EtcdBackupParams", "etcd_backup", "backup_plan"]
+
+VERSION = "0.1.0"
+
+
+class EtcdBackupParams(BaseModel):
+    """Parameters of etcd-backup (the UI's form). No secrets: access is a kubeconfig path and
+    context (or in-cluster) and the standard AWS configuration."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    hosted_cluster: str = Field(description="the HostedCluster, NAMESPACE/NAME (e.g. clusters/prod-east-1)")
+    bucket: str = Field(description="S3 bucket for the backups")
+    prefix: str = Field(default="hcp-backups", description="key prefix inside the bucket")
+    management: ClusterAccess = Field(default_factory=ClusterAccess, description="how to reach the management cluster")
+    management_cluster: str | None = Field(default=None, description="the management cluster's name in backup paths "
+                                           "and events; default: the kubeconfig context")
+    aws: AwsAccess = Field(default_factory=AwsAccess)
+    encryption: Encryption = Field(default_factory=Encryption, description="server-side encryption of every object")
+    mode: Literal["online", "quiesced"] = "online"
+    verify: Literal["sha256", "full"] = Field(default="sha256", description="full: also restore the uploaded "
+                                              "snapshot into a throwaway etcd and count its keys")
+    dry_run: bool = Field(default=False, description="run the checks, change nothing, return the plan")
+    operation_id: str | None = Field(default=None, description="continue this operation (skips its finished steps)")
+    approval: GateSettings = Field(default_factory=GateSettings)
+    break_lock_held_by: str | None = Field(default=None, description="break a lock left by this dead operation "
+                                           "(asks for approval)")
+    timeout_seconds: float = Field(default=600, gt=0, description="for scaling the API servers down and up")
+
+    @field_validator("hosted_cluster")
+    @classmethod
+    def _cluster(cls, v: str) -> str:
+        HostedClusterRef.parse(v)
+        return v
+
+    @field_validator("bucket")
+    @classmethod
+    def _bucket(cls, v: str) -> str:
+        return validate_bucket(v)
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix(cls, v: str) -> str:
+        return normalize_prefix(v)
+
+    @field_validator("operation_id")
+    @classmethod
+    def _op(cls, v: str | None) -> str | None:
+        return validate_operation_id(v) if v else None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> EtcdBackupParams:
+        if self.encryption.kms_key_id and self.encryption.sse != "aws:kms":
+            raise ValueError("encryption.kms_key_id needs encryption.sse = 'aws:kms'")
+        if self.management_cluster is None and not self.management.context:
+            raise ValueError("management_cluster is required when management.context is not given")
+        return self
+
+    @property
+    def management_cluster_name(self) -> str:
+        return self.management_cluster or self.management.context or ""
+
+
+def _run_name() -> str:
+    params: Any = flow_run.parameters.get("params") or {}
+    if isinstance(params, BaseModel):
+        params = params.model_dump()
+    mgmt = params.get("management_cluster") or (params.get("management") or {}).get("context") or "?"
+    suffix = " (dry run)" if params.get("dry_run") else ""
+    return f"etcd-backup/{params.get('hosted_cluster', '?')}@{mgmt}/{params.get('mode', 'online')}{suffix}"
+
+
+def backup_plan(params: EtcdBackupParams, target: RunTarget, member: MemberStatus, location: BackupLocation,
+                cluster: HostedClusterInfo) -> list[PlanStep]:
+    ref, cp = target.ref, target.ref.control_plane_namespace
+    ctx = f"--context {params.management.context} " if params.management.context else ""
+    etcdctl = ("env ETCDCTL_API=3 /usr/bin/etcdctl --cacert /etc/etcd/tls/etcd-ca/ca.crt --cert "
+               "/etc/etcd/tls/client/etcd-client.crt --key /etc/etcd/tls/client/etcd-client.key "
+               "--endpoints=https://localhost:2379")
+    path = snapshot_path(target.operation_id)
+    steps = [PlanStep(step="take the hosted cluster's lock", changes=f"Lease {ref.namespace}/{ref.lease_name}",
+                      command=f"oc {ctx}-n {ref.namespace} get lease {ref.lease_name}")]
+    if params.mode == "quiesced":
+        steps.append(PlanStep(step="approval", command="hcp-runbooks approve RUN_ID --approver NAME"))
+        steps.append(PlanStep(step="pause reconciliation", changes=f"spec.pausedUntil of {ref} to 'true' "
+                              f"(now {cluster.paused_until!r})", lowers_availability=True,
+                              command=f"oc {ctx}-n {ref.namespace} patch hostedcluster/{ref.name} --type=merge "
+                                      "-p '{\"spec\":{\"pausedUntil\":\"true\"}}'"))
+        for name in QUIESCE_DEPLOYMENTS:
+            steps.append(PlanStep(step=f"scale {name} to 0", changes=f"deployment {cp}/{name} replicas to 0",
+                                  lowers_availability=True,
+                                  command=f"oc {ctx}-n {cp} scale deployment/{name} --replicas=0"))
+    steps.append(PlanStep(step="snapshot etcd", changes=f"file {path} in pod {cp}/{member.pod}",
+                          command=f"oc {ctx}-n {cp} exec {member.pod} -c etcd -- {etcdctl} snapshot save {path}"))
+    if params.mode == "quiesced":
+        steps.append(PlanStep(step="scale the API servers back and unpause",
+                              changes="the replica counts and pausedUntil recorded before quiescing",
+                              command=f"oc {ctx}-n {cp} scale deployment/kube-apiserver --replicas=N ... ; "
+                                      f"oc {ctx}-n {ref.namespace} patch hostedcluster/{ref.name} --type=merge "
+                                      "-p '{\"spec\":{\"pausedUntil\":null}}'"))
+    sse = params.encryption.sse
+    steps.append(PlanStep(step="upload the snapshot", changes=f"object {location.url}{SNAPSHOT_FILE} ({sse})",
+                          command=f"oc {ctx}-n {cp} exec {member.pod} -c etcd -- cat {path} | aws s3 cp - "
+                                  f"{location.url}{SNAPSHOT_FILE} --sse {sse}"))
+    if cluster.encryption_key_secret:
+        steps.append(PlanStep(step="save the etcd encryption key",
+                              changes=f"object {location.url}{ENCRYPTION_KEY_FILE} ({sse})",
+                              command=f"oc {ctx}-n {ref.namespace} get secret {cluster.encryption_key_secret} -o json "
+                                      f"| aws s3 cp - {location.url}{ENCRYPTION_KEY_FILE} --sse {sse}"))
+    steps.append(PlanStep(step="remove the snapshot file from the pod", changes=f"file {path} in {cp}/{member.pod}",
+                          command=f"oc {ctx}-n {cp} exec {member.pod} -c etcd -- rm -f {path}"))
+    if params.verify == "full":
+        steps.append(PlanStep(step="verify: restore into a scratch etcd and count keys",
+                              command="etcdutl snapshot restore snapshot.db --data-dir scratch && etcd ..."))
+    steps.append(PlanStep(step="write the manifest (the commit point)", changes=f"object {location.url}manifest.json",
+                          command=f"aws s3 cp manifest.json {location.url}manifest.json --sse {sse}"))
+    return steps
+
+
+def _state(cluster: HostedClusterInfo, members: list[MemberStatus], member: MemberStatus) -> str:
+    lines = [f"- HostedCluster {cluster.namespace}/{cluster.name} (uid {cluster.uid}, resourceVersion "
+             f"{cluster.resource_version}): Available={cluster.conditions.get('Available', '?')}, "
+             f"release {cluster.release_version}, pausedUntil {cluster.paused_until!r}"]
+    lines += [f"- etcd {m.describe()}" for m in members]
+    lines.append(f"- snapshot from: {member.pod}")
+    return "\n".join(lines)
+
+
+def _preflight_checks(params: EtcdBackupParams, cluster: HostedClusterInfo, target: RunTarget) -> None:
+    if params.mode == "quiesced" and not cluster.available:
+        raise RunbookError(f"{target}: a quiesced backup needs an Available hosted cluster (Available="
+                           f"{cluster.conditions.get('Available', 'unknown')}); take an online backup instead, or "
+                           "fix the cluster first")
+
+
+@flow(name="etcd-backup", flow_run_name=_run_name, validate_parameters=True)
+def etcd_backup(params: EtcdBackupParams) -> RunReport:
+    target = RunTarget(management=params.management, management_cluster=params.management_cluster_name,
+                       hosted_cluster=params.hosted_cluster, operation_id=operation_id_for_run(params.operation_id))
+    # The location derives from the operation id, so a re-run of the operation writes to the same prefix.
+    location = BackupLocation.new(params.bucket, params.prefix, target.management_cluster, target.ref,
+                                  target.operation_id, when=operation_id_time(target.operation_id))
+    with Runbook("etcd-backup", target, dry_run=params.dry_run) as rb:
+        # Preflight: read-only; anything wrong stops here, before the first change.
+        cluster = rb.step(read_cluster, target)
+        _preflight_checks(params, cluster, target)
+        members = rb.step(member_statuses, target)
+        member = choose_member(members)
+        rb.step(check_bucket, params.aws, params.bucket, params.prefix, target.operation_id, params.encryption)
+        rb.report.plan = backup_plan(params, target, member, location, cluster)
+        rb.report.figures["backup location"] = location.url
+        if params.dry_run:
+            holder = rb.lock_state()
+            if holder is not None and holder.holder and holder.holder != target.operation_id:
+                rb.report.verification.append(f"the lock is held by {holder.holder}: a real run would stop")
+            return rb.report
+
+        rb.acquire_lock(break_held_by=params.break_lock_held_by, approve_break=lambda info: approval_gate(
+            rb, "break-lock", f"Break the lock on {target.ref} held by {info.holder}",
+            f"Lease {info.namespace}/{info.name}: holder {info.holder}, renewed {info.renew_time}, expires "
+            f"{info.expires_at}", rb.report.plan, params.approval))
+
+        snapshot = completed_result(take_snapshot, target)
+        quiesced = params.mode == "quiesced"
+        if quiesced and snapshot is None:
+            if not rb.journal.pending():  # type: ignore[union-attr]
+                approval_gate(rb, "quiesce", f"Quiesce {target.ref} for a consistent etcd backup",
+                              _state(cluster, members, member), rb.report.plan, params.approval)
+            q = rb.step(quiesce_control_plane, target, list(QUIESCE_DEPLOYMENTS), params.timeout_seconds)
+            for change in q.changes:
+                rb.report.changes.append(change)
+        snapshot = rb.step(take_snapshot, target, member.pod)
+        info = snapshot.info
+        rb.report.changes.append(f"snapshot of {info.member} at revision {info.revision} ({info.size_bytes} bytes)")
+        downtime = 0.0
+        if quiesced:
+            restored = rb.step(restore_availability, target, params.timeout_seconds)
+            rb.report.changes += restored.restored
+            downtime = restored.downtime_seconds
+            rb.report.figures["API downtime"] = f"{downtime:.1f} s"
+
+        uploaded = rb.step(upload_snapshot, target, params.aws, location.url, snapshot, params.encryption)
+        rb.changed("uploaded", f"uploaded {uploaded.result.url} ({uploaded.result.size} bytes, "
+                   f"{uploaded.result.parts or 1} part(s), {params.encryption.sse})", url=uploaded.result.url)
+        rb.report.verification.append(f"SHA-256 in the pod equals SHA-256 of the upload: {info.sha256}")
+        key_object = rb.step(save_encryption_key, target, params.aws, location.url, cluster.encryption_key_secret,
+                             params.encryption)
+        if key_object:
+            rb.changed("encryption-key-saved", f"saved the encryption key secret {cluster.encryption_key_secret} "
+                       f"(content not shown) to s3://{location.bucket}/{key_object}")
+        rb.step(remove_snapshot_file, target, info.member)
+
+        verified_keys = None
+        if params.verify == "full":
+            result = rb.step(verify_backup, target, params.aws, location.url, snapshot)
+            verified_keys = result.total_keys
+            rb.report.verification.append(f"restored in a scratch etcd: {result.total_keys} live keys at revision "
+                                          f"{result.revision} ({result.seconds:.1f} s)")
+
+        finished = datetime.now(timezone.utc)
+        start = min(operation_id_time(target.operation_id), snapshot.started_at, rb.report.started_at)
+        versions = {"hcp-runbooks": VERSION, "prefect": prefect.__version__, "kubernetes-client": kubernetes.__version__,
+                    "etcd-server": info.etcd_version or "unknown"}
+        if params.verify == "full":
+            versions.update(tool_versions())
+        manifest = backup_manifest.build(
+            location, uid=cluster.uid, release_image=cluster.release_image, release_version=cluster.release_version,
+            member=info.member, revision=info.revision, hash=info.hash, total_keys=info.total_keys,
+            size_bytes=info.size_bytes, sha256=info.sha256, snapshot_key=location.key(SNAPSHOT_FILE),
+            object_keys=[location.key(SNAPSHOT_FILE)] + ([key_object] if key_object else []),
+            encryption_key_object=key_object, verification=params.verify, verified_total_keys=verified_keys,
+            mode=params.mode, downtime_seconds=round(downtime, 3), tool_versions=versions,
+            timings=backup_manifest.Timings(
+                started_at=start, snapshot_started_at=snapshot.started_at, snapshot_finished_at=snapshot.finished_at,
+                upload_finished_at=max(uploaded.finished_at, snapshot.finished_at),
+                finished_at=max(finished, uploaded.finished_at),
+                steps_seconds={s.name: round(s.seconds, 3) for s in rb.report.steps if s.outcome == "done"}))
+        manifest_url = rb.step(write_manifest, target, params.aws, location.url, manifest, params.encryption)
+        rb.changed("backup-written", f"wrote the manifest {manifest_url}: the backup is complete", url=location.url)
+        rb.report.figures.update({"member": info.member, "revision": str(info.revision),
+                                  "keys (snapshot status)": str(info.total_keys), "size": f"{info.size_bytes} bytes",
+                                  "sha256": info.sha256, "mode": params.mode})
+    return rb.report

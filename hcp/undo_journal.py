@@ -1,0 +1,198 @@
+"""The undo journal: how to put back what a runbook lowered, kept on the management cluster.
+
+A step that lowers availability records the original state (replica counts, pausedUntil) here
+BEFORE it changes anything. The journal is a ConfigMap in the hosted cluster's namespace, so it
+outlives the process: a run that is killed, or suspended and then timed out, runs no in-process
+hook, and the next run with the same operation id (or `hcp-runbooks recover OPERATION_ID`) finds
+the journal and puts everything back. Unwinding applies pending actions newest first, marks each
+done as it goes, and is idempotent: setting a replica count or pausedUntil twice is harmless.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime, timezone
+from typing import Literal
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+from pydantic import BaseModel, TypeAdapter
+
+from hcp import hosted_cluster as hc
+from hcp.naming import HostedClusterRef, validate_operation_id
+
+__all__ = ["UndoAction", "UndoJournal", "UndoJournalError", "JOURNAL_PREFIX", "LABEL_OPERATION", "find_journals"]
+
+JOURNAL_PREFIX = "hcp-runbooks-undo-"
+LABEL_OPERATION = "hcp-runbooks/operation-id"
+LABEL_HOSTED_CLUSTER = "hcp-runbooks/hosted-cluster"
+_KEY = "actions.json"
+_ATTEMPTS = 8
+
+
+class UndoJournalError(RuntimeError):
+    """The journal could not be read, written or unwound."""
+
+
+class UndoAction(BaseModel):
+    """One thing to put back. `id` names what it restores, so recording it again is a no-op."""
+
+    id: str
+    kind: Literal["scale-deployment", "set-paused-until"]
+    namespace: str
+    name: str
+    replicas: int | None = None  # scale-deployment: the original count
+    paused_until: str | None = None  # set-paused-until: the original value (None: not paused)
+    state: Literal["pending", "done"] = "pending"
+    recorded_at: str = ""
+    done_at: str | None = None
+
+    @classmethod
+    def scale(cls, namespace: str, name: str, replicas: int) -> UndoAction:
+        return cls(id=f"scale:{namespace}/{name}", kind="scale-deployment", namespace=namespace, name=name,
+                   replicas=replicas)
+
+    @classmethod
+    def paused_until_of(cls, ref: HostedClusterRef, original: str | None) -> UndoAction:
+        return cls(id=f"paused-until:{ref}", kind="set-paused-until", namespace=ref.namespace, name=ref.name,
+                   paused_until=original)
+
+    @property
+    def description(self) -> str:
+        if self.kind == "scale-deployment":
+            return f"scale deployment {self.namespace}/{self.name} back to {self.replicas}"
+        value = "unset (reconciliation active)" if self.paused_until is None else repr(self.paused_until)
+        return f"set pausedUntil of hostedcluster {self.namespace}/{self.name} back to {value}"
+
+    @property
+    def command(self) -> str:
+        if self.kind == "scale-deployment":
+            return f"oc -n {self.namespace} scale deployment/{self.name} --replicas={self.replicas}"
+        value = "null" if self.paused_until is None else json.dumps(self.paused_until)
+        return (f"oc -n {self.namespace} patch hostedcluster/{self.name} --type=merge "
+                f"-p '{{\"spec\":{{\"pausedUntil\":{value}}}}}'")
+
+    def apply(self, api: client.ApiClient) -> None:
+        if self.kind == "scale-deployment":
+            assert self.replicas is not None
+            if hc.deployment_replicas(api, self.namespace, self.name) is None:
+                return  # deleted since (e.g. the hosted cluster went away): nothing to put back
+            hc.scale_deployment(api, self.namespace, self.name, self.replicas)
+        else:
+            try:
+                hc.set_paused_until(api, HostedClusterRef(self.namespace, self.name), self.paused_until)
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise
+
+
+_ACTIONS = TypeAdapter(list[UndoAction])
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")  # sub-second: downtime is measured from it
+
+
+class UndoJournal:
+    """The journal of one operation on one hosted cluster (ConfigMap `hcp-runbooks-undo-<op>`)."""
+
+    def __init__(self, api: client.ApiClient, hosted_cluster: HostedClusterRef, operation_id: str) -> None:
+        self.api = api
+        self.core = client.CoreV1Api(api)
+        self.hosted_cluster = hosted_cluster
+        self.operation_id = validate_operation_id(operation_id)
+        self.namespace = hosted_cluster.namespace
+        # object names are lowercase (ids carry T and Z); one journal per hosted cluster and operation
+        self.name = f"{JOURNAL_PREFIX}{hosted_cluster.name}-{operation_id.lower()}"[:253]
+
+    def _read(self) -> tuple[client.V1ConfigMap | None, list[UndoAction]]:
+        try:
+            cm = self.core.read_namespaced_config_map(self.name, self.namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None, []
+            raise UndoJournalError(f"cannot read undo journal {self.namespace}/{self.name}: HTTP {exc.status}") from None
+        return cm, _ACTIONS.validate_json((cm.data or {}).get(_KEY, "[]"))
+
+    def actions(self) -> list[UndoAction]:
+        return self._read()[1]
+
+    def pending(self) -> list[UndoAction]:
+        return [a for a in self.actions() if a.state == "pending"]
+
+    def _write(self, cm: client.V1ConfigMap | None, actions: list[UndoAction]) -> bool:
+        """Create or replace (optimistic concurrency); False when someone else wrote first."""
+        data = {_KEY: _ACTIONS.dump_json(actions).decode()}
+        try:
+            if cm is None:
+                self.core.create_namespaced_config_map(self.namespace, client.V1ConfigMap(
+                    metadata=client.V1ObjectMeta(name=self.name, labels={
+                        LABEL_OPERATION: self.operation_id, LABEL_HOSTED_CLUSTER: self.hosted_cluster.name,
+                        "app.kubernetes.io/managed-by": "hcp-runbooks"}),
+                    data=data))
+            else:
+                cm.data = data
+                self.core.replace_namespaced_config_map(self.name, self.namespace, cm)
+        except ApiException as exc:
+            if exc.status in (404, 409):
+                return False
+            raise UndoJournalError(f"cannot write undo journal {self.namespace}/{self.name}: HTTP {exc.status} "
+                                   f"{exc.reason}; nothing was changed yet") from None
+        return True
+
+    def record(self, action: UndoAction) -> UndoAction:
+        """Record how to undo a change, before making it. If the same thing is already pending
+        (a re-run after a kill), the first record wins: it holds the true original state."""
+        for _ in range(_ATTEMPTS):
+            cm, actions = self._read()
+            existing = next((a for a in actions if a.id == action.id and a.state == "pending"), None)
+            if existing is not None:
+                return existing
+            entry = action.model_copy(update={"state": "pending", "recorded_at": _now(), "done_at": None})
+            if self._write(cm, actions + [entry]):
+                return entry
+            time.sleep(0.05)
+        raise UndoJournalError(f"undo journal {self.namespace}/{self.name} changed under us {_ATTEMPTS} times")
+
+    def unwind(self) -> list[UndoAction]:
+        """Apply every pending action, newest first; returns what was applied."""
+        applied: list[UndoAction] = []
+        while True:
+            cm, actions = self._read()
+            index = next((i for i in range(len(actions) - 1, -1, -1) if actions[i].state == "pending"), None)
+            if index is None:
+                return applied
+            action = actions[index]
+            try:
+                action.apply(self.api)
+            except ApiException as exc:
+                raise UndoJournalError(
+                    f"could not {action.description} (HTTP {exc.status} {exc.reason}); do it by hand: "
+                    f"{action.command}, then `hcp-runbooks recover {self.operation_id}`") from None
+            actions[index] = action.model_copy(update={"state": "done", "done_at": _now()})
+            if self._write(cm, actions):
+                applied.append(actions[index])
+            # on a conflict the action is applied again after a re-read: harmless, it is idempotent
+
+    def close(self) -> bool:
+        """Delete the journal when nothing is pending; True when it is gone."""
+        cm, actions = self._read()
+        if cm is None:
+            return True
+        if any(a.state == "pending" for a in actions):
+            return False
+        try:
+            self.core.delete_namespaced_config_map(self.name, self.namespace)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+        return True
+
+
+def find_journals(api: client.ApiClient, operation_id: str) -> list[UndoJournal]:
+    """Every journal of an operation on this management cluster (any namespace)."""
+    validate_operation_id(operation_id)
+    listing = client.CoreV1Api(api).list_config_map_for_all_namespaces(label_selector=f"{LABEL_OPERATION}={operation_id}")
+    return [UndoJournal(api, HostedClusterRef(cm.metadata.namespace, cm.metadata.labels[LABEL_HOSTED_CLUSTER]),
+                        operation_id) for cm in listing.items]

@@ -1,0 +1,73 @@
+"""Watch-based waits: block until one object satisfies a condition, without polling the API.
+
+A list call gives the current state and a resourceVersion; a watch from that version delivers
+every change after it, so no change between the two is missed. A watch that ends (server
+timeout, 410 Gone after compaction) is restarted from a fresh list.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable
+
+from kubernetes import watch
+from kubernetes.client.exceptions import ApiException
+
+__all__ = ["WaitTimeout", "wait_for_object"]
+
+
+class WaitTimeout(TimeoutError):
+    """The condition did not hold within the timeout; `last` is the object as last seen."""
+
+    def __init__(self, message: str, last: Any) -> None:
+        super().__init__(message)
+        self.last = last
+
+
+def wait_for_object(list_fn: Callable[..., Any], name: str, condition: Callable[[Any], bool], *, timeout: float,
+                    what: str, **list_kwargs: Any) -> Any:
+    """Wait until the object `name` returned by `list_fn` (a namespaced list method of the client,
+    with its namespace in `list_kwargs`) satisfies `condition`; returns that object.
+
+    `condition` gets None while the object does not exist. `what` names the wait in the timeout
+    error (e.g. "kube-apiserver in clusters-demo scaled to 0").
+    """
+    deadline = time.monotonic() + timeout
+    selector = f"metadata.name={name}"
+    last: Any = None
+    while True:
+        listing = list_fn(field_selector=selector, **list_kwargs)
+        items, version = _items_and_version(listing)
+        last = items[0] if items else None
+        if condition(last):
+            return last
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise WaitTimeout(f"timed out after {timeout:.0f}s waiting for {what}", last)
+        w = watch.Watch()
+        try:
+            for event in w.stream(list_fn, field_selector=selector, resource_version=version,
+                                  timeout_seconds=max(1, int(remaining) + 1), _request_timeout=remaining + 5,
+                                  **list_kwargs):
+                obj = None if event["type"] == "DELETED" else event["object"]
+                if event["type"] == "ERROR":
+                    break  # e.g. 410 Gone: list again
+                last = obj
+                if condition(obj):
+                    return obj
+                if time.monotonic() >= deadline:
+                    break
+        except ApiException as exc:
+            if exc.status != 410:
+                raise
+        finally:
+            w.stop()
+        if time.monotonic() >= deadline:
+            raise WaitTimeout(f"timed out after {timeout:.0f}s waiting for {what}", last)
+
+
+def _items_and_version(listing: Any) -> tuple[list[Any], str]:
+    """Typed lists (models) and custom-object lists (dicts) alike."""
+    if isinstance(listing, dict):
+        return listing.get("items") or [], listing["metadata"]["resourceVersion"]
+    return listing.items or [], listing.metadata.resource_version

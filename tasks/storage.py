@@ -1,0 +1,152 @@
+"""Tasks on the backup store (S3): check it, stream a snapshot into it, save the encryption key,
+verify, and write the manifest last."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from typing import Any, Iterator
+
+from botocore.exceptions import BotoCoreError, ClientError
+from prefect import task
+from prefect.artifacts import create_progress_artifact, update_progress_artifact
+from pydantic import BaseModel
+
+from hcp import etcd_member, s3_transfer
+from hcp.aws_access import AwsAccess
+from hcp.backup_manifest import BackupManifest, manifest_key
+from hcp.etcd_member import EtcdMember
+from hcp.hosted_cluster import read_secret
+from hcp.naming import BackupLocation
+from hcp.run_target import RunTarget
+from hcp.s3_transfer import SSE, UploadResult
+from hcp.snapshot_verify import VerifyResult, verify_snapshot
+from tasks.aws import s3_client
+from tasks.checkpoint import checkpointed
+from tasks.etcd import Snapshot, snapshot_path
+
+__all__ = ["Encryption", "check_bucket", "upload_snapshot", "save_encryption_key", "verify_backup", "write_manifest",
+           "Uploaded", "BucketError"]
+
+SNAPSHOT_FILE = "etcd-snapshot.db"
+ENCRYPTION_KEY_FILE = "etcd-encryption-key.json"
+
+
+class BucketError(RuntimeError):
+    """The backup bucket is missing, unreachable or not writable."""
+
+
+class Encryption(BaseModel):
+    sse: SSE = "AES256"
+    kms_key_id: str | None = None
+
+    def args(self) -> dict[str, Any]:
+        return {"sse": self.sse, "kms_key_id": self.kms_key_id}
+
+    def put_args(self) -> dict[str, str]:
+        args = {"ServerSideEncryption": self.sse}
+        if self.kms_key_id:
+            args["SSEKMSKeyId"] = self.kms_key_id
+        return args
+
+
+class Uploaded(BaseModel):
+    result: UploadResult
+    finished_at: datetime
+
+
+@task(name="check-bucket")
+def check_bucket(aws: AwsAccess, bucket: str, prefix: str, operation_id: str, encryption: Encryption) -> str:
+    """The bucket exists and takes a write (a probe object, deleted again) with the encryption asked for."""
+    s3 = s3_client(aws)
+    probe = f"{prefix.strip('/')}/.hcp-runbooks-probe/{operation_id}".lstrip("/")
+    try:
+        s3.head_bucket(Bucket=bucket)
+        s3.put_object(Bucket=bucket, Key=probe, Body=b"probe", **encryption.put_args())
+        s3.delete_object(Bucket=bucket, Key=probe)
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "?")
+        raise BucketError(f"bucket {bucket!r} is not usable for backups ({code}: {exc}); create it or fix the "
+                          "runner's S3 permissions (s3:PutObject, s3:GetObject, s3:ListBucket, s3:DeleteObject)") from None
+    except BotoCoreError as exc:
+        raise BucketError(f"bucket {bucket!r} cannot be reached: {exc}; check the AWS endpoint and credentials") from None
+    return f"s3://{bucket} writable"
+
+
+def _with_progress(chunks: Iterator[bytes], total: int) -> Iterator[bytes]:
+    """Update a progress artifact every 5% of the snapshot; close the exec stream on the way out."""
+    artifact = create_progress_artifact(0.0, description=f"upload of a {total / s3_transfer.MiB:.1f} MiB etcd snapshot")
+    sent, next_mark = 0, 5.0
+    try:
+        for chunk in chunks:
+            sent += len(chunk)
+            done = 100.0 * sent / total if total else 100.0
+            if done >= next_mark:
+                update_progress_artifact(artifact, min(done, 100.0))
+                next_mark = done + 5.0
+            yield chunk
+    finally:
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()
+
+
+@checkpointed(name="upload-snapshot", retries=2, retry_delay_seconds=3)
+def upload_snapshot(target: RunTarget, aws: AwsAccess, location: str, snapshot: Snapshot,
+                    encryption: Encryption) -> Uploaded:
+    """Stream the snapshot from the pod into S3 (no copy on the runner's disk; one part in memory)
+    and compare the SHA-256 computed on the way with the one computed in the pod."""
+    loc = BackupLocation.parse(location)
+    member = EtcdMember(target.ref.control_plane_namespace, snapshot.info.member)
+    chunks = etcd_member.stream_snapshot(target.api_client(), member, snapshot_path(target.operation_id))
+    s3 = s3_client(aws)
+    key = loc.key(SNAPSHOT_FILE)
+    result = s3_transfer.upload_stream(s3, loc.bucket, key, _with_progress(chunks, snapshot.info.size_bytes),
+                                       metadata={"hcp-runbooks-operation": target.operation_id}, **encryption.args())
+    if result.sha256 != snapshot.info.sha256 or result.size != snapshot.info.size_bytes:
+        s3.delete_object(Bucket=loc.bucket, Key=key)
+        raise s3_transfer.S3TransferError(
+            f"{target}: uploaded snapshot differs from the file in pod {member}: sha256 {result.sha256} "
+            f"({result.size} bytes) vs {snapshot.info.sha256} ({snapshot.info.size_bytes} bytes); the object was "
+            "deleted; retry the run")
+    return Uploaded(result=result, finished_at=datetime.now(timezone.utc))
+
+
+@checkpointed(name="save-encryption-key", retries=2, retry_delay_seconds=3)
+def save_encryption_key(target: RunTarget, aws: AwsAccess, location: str, secret_name: str | None,
+                        encryption: Encryption) -> str | None:
+    """The secret behind spec.secretEncryption.aescbc.activeKey: a restore onto a new cluster needs
+    the same AES key. Stored encrypted at rest (SSE); its content is never logged or reported."""
+    if not secret_name:
+        return None
+    loc = BackupLocation.parse(location)
+    secret = read_secret(target.api_client(), target.ref.namespace, secret_name)
+    document = {"apiVersion": "v1", "kind": "Secret", "type": secret.type,
+                "metadata": {"name": secret_name, "namespace": target.ref.namespace},
+                "data": dict(secret.data or {})}
+    key = loc.key(ENCRYPTION_KEY_FILE)
+    s3_client(aws).put_object(Bucket=loc.bucket, Key=key, Body=json.dumps(document).encode(),
+                              ContentType="application/json", **encryption.put_args())
+    return key
+
+
+@checkpointed(name="verify-snapshot")
+def verify_backup(target: RunTarget, aws: AwsAccess, location: str, snapshot: Snapshot) -> VerifyResult:
+    """verify: full: restore the uploaded snapshot into a scratch directory and count its keys."""
+    loc = BackupLocation.parse(location)
+    info = snapshot.info
+    return verify_snapshot(s3_client(aws), loc.bucket, loc.key(SNAPSHOT_FILE), expected_sha256=info.sha256,
+                           expected_total_keys=info.total_keys, expected_revision=info.revision,
+                           expected_hash=info.hash)
+
+
+@checkpointed(name="write-manifest", retries=2, retry_delay_seconds=3)
+def write_manifest(target: RunTarget, aws: AwsAccess, location: str, manifest: BackupManifest,
+                   encryption: Encryption) -> str:
+    """Last: the manifest makes the prefix a backup."""
+    loc = BackupLocation.parse(location)
+    manifest.check_location(loc)
+    key = manifest_key(loc)
+    s3_client(aws).put_object(Bucket=loc.bucket, Key=key, Body=manifest.to_json(), ContentType="application/json",
+                              **encryption.put_args())
+    return f"s3://{loc.bucket}/{key}"
