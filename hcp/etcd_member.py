@@ -1,0 +1,347 @@
+"""The in-pod side of an etcd backup: the members of a hosted control plane's etcd, their state,
+and the snapshot taken in one of them. Everything goes through the Kubernetes exec API (hcp.pod_exec),
+running the etcd image's own `etcdctl` against the member's local client URL with the client
+certificate HyperShift mounts, exactly as the documented backup procedure does.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import shlex
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from hcp import pod_exec
+from hcp.pod_exec import ExecError
+
+__all__ = [
+    "CA_CERT", "CLIENT_CERT", "CLIENT_KEY", "DATA_DIR", "ETCDCTL", "LOCAL_ENDPOINT",
+    "EtcdMember", "EtcdMemberError", "MemberStatus", "SnapshotInfo",
+    "list_members", "member_status", "choose_member", "save_snapshot", "stream_snapshot", "remove_snapshot",
+    "etcdctl_argv",
+]
+
+log = logging.getLogger("hcp.etcd_member")
+
+# Paths in HyperShift's etcd StatefulSet (control-plane-operator's etcd assets).
+CA_CERT = "/etc/etcd/tls/etcd-ca/ca.crt"
+CLIENT_CERT = "/etc/etcd/tls/client/etcd-client.crt"
+CLIENT_KEY = "/etc/etcd/tls/client/etcd-client.key"
+DATA_DIR = "/var/lib/data"
+ETCDCTL = "/usr/bin/etcdctl"
+ETCDUTL = "/usr/bin/etcdutl"
+LOCAL_ENDPOINT = "https://localhost:2379"
+MEMBER_LABEL = "app=etcd"
+
+_STATUS_TIMEOUT = 30.0
+
+
+@dataclass(frozen=True)
+class EtcdMember:
+    namespace: str
+    pod: str
+    container: str = "etcd"
+
+    def __str__(self) -> str:
+        return f"{self.namespace}/{self.pod}"
+
+
+@dataclass(frozen=True)
+class MemberStatus:
+    """One member as seen from its own pod. `healthy` False comes with `error` saying why (pod not
+    Running, etcdctl failing, endpoint unhealthy); the numbers are then whatever could be read."""
+
+    pod: str
+    endpoint: str
+    member_id: int | None
+    is_leader: bool
+    revision: int | None
+    db_size: int | None
+    raft_term: int | None
+    healthy: bool
+    error: str | None = None
+    namespace: str = ""
+    version: str | None = None
+
+    def describe(self) -> str:
+        if self.healthy:
+            role = "leader" if self.is_leader else "follower"
+            return f"{self.pod}: healthy {role}, revision {self.revision}, db {self.db_size} bytes"
+        return f"{self.pod}: unhealthy ({self.error or 'no reason given'})"
+
+
+@dataclass(frozen=True)
+class SnapshotInfo:
+    """A snapshot file in a member pod. `revision`, `hash`, `total_keys` and `db_size_bytes` are what
+    `snapshot status` reports (total_keys counts every entry of the bolt database, all buckets and all
+    revisions, not the live keys). `size_bytes` and `sha256` are the file's, in the pod: what an
+    upload must reproduce (the file is the database plus the 32-byte SHA-256 `snapshot save` appends,
+    so size_bytes = db_size_bytes + 32)."""
+
+    path: str
+    member: str
+    revision: int
+    hash: int
+    total_keys: int
+    size_bytes: int
+    sha256: str
+    db_size_bytes: int
+    etcd_version: str | None = None
+
+
+class EtcdMemberError(RuntimeError):
+    """Something about an etcd member failed; names the namespace, pod, step and what to do next."""
+
+    def __init__(self, message: str, *, namespace: str, pod: str | None = None, step: str,
+                 next_step: str, command: Sequence[str] | None = None, cluster: str | None = None) -> None:
+        where = f"{namespace}/{pod}" if pod else namespace
+        text = f"etcd {where}" + (f" (cluster {cluster})" if cluster else "") + f", step {step}: {message}"
+        if command:
+            text += f" [command: {' '.join(shlex.quote(a) for a in command)}]"
+        super().__init__(f"{text}. Next: {next_step}")
+        self.namespace = namespace
+        self.pod = pod
+        self.step = step
+        self.next_step = next_step
+        self.command = list(command) if command else None
+        self.cluster = cluster
+
+
+def etcdctl_argv(*args: str) -> list[str]:
+    """etcdctl against the member's own client URL with the mounted client certificate."""
+    return ["env", "ETCDCTL_API=3", ETCDCTL, "--cacert", CA_CERT, "--cert", CLIENT_CERT, "--key", CLIENT_KEY,
+            f"--endpoints={LOCAL_ENDPOINT}", *args]
+
+
+def _core(api: client.ApiClient | client.CoreV1Api) -> client.CoreV1Api:
+    return api if isinstance(api, client.CoreV1Api) else client.CoreV1Api(api)
+
+
+def _cluster_name(api: client.ApiClient | client.CoreV1Api) -> str | None:
+    core = _core(api)
+    return getattr(core.api_client, "hcp_cluster", None) or core.api_client.configuration.host
+
+
+def list_members(api: client.ApiClient | client.CoreV1Api, namespace: str) -> list[str]:
+    """Names of the etcd pods (label app=etcd) in the control-plane namespace, sorted."""
+    try:
+        pods = _core(api).list_namespaced_pod(namespace, label_selector=MEMBER_LABEL)
+    except ApiException as e:
+        raise EtcdMemberError(f"listing pods labelled {MEMBER_LABEL} failed: {e.status} {e.reason}",
+                              namespace=namespace, step="list members", cluster=_cluster_name(api),
+                              next_step="check the kubeconfig's access to the namespace and that it is the "
+                                        "hosted cluster's control-plane namespace (<hc-namespace>-<hc-name>)") from e
+    return sorted(p.metadata.name for p in pods.items)
+
+
+def member_status(api: client.ApiClient | client.CoreV1Api, member: EtcdMember, *,
+                  timeout: float = _STATUS_TIMEOUT) -> MemberStatus:
+    """The member's `endpoint status` and `endpoint health`, from inside its pod. Never raises for
+    a sick member: an unhealthy status carries the reason instead."""
+
+    def unhealthy(error: str, **known: Any) -> MemberStatus:
+        fields: dict[str, Any] = {"member_id": None, "is_leader": False, "revision": None, "db_size": None,
+                                  "raft_term": None, "version": None, **known}
+        return MemberStatus(pod=member.pod, endpoint=LOCAL_ENDPOINT, healthy=False, error=error,
+                            namespace=member.namespace, **fields)
+
+    try:
+        pod = _core(api).read_namespaced_pod(member.pod, member.namespace)
+    except ApiException as e:
+        return unhealthy(f"pod cannot be read: {e.status} {e.reason}")
+    phase = (pod.status.phase if pod.status else None) or "Unknown"
+    if phase != "Running":
+        return unhealthy(f"pod is {phase}, not Running")
+    if pod.metadata.deletion_timestamp is not None:
+        return unhealthy("pod is being deleted")
+
+    try:
+        out = _run(api, member, etcdctl_argv("endpoint", "status", "-w", "json"), timeout=timeout).text
+        status = _parse_endpoint_status(out)
+    except (ExecError, ValueError) as e:
+        return unhealthy(f"endpoint status failed: {_short(e)}")
+    known = {"member_id": status["member_id"], "is_leader": status["is_leader"], "revision": status["revision"],
+             "db_size": status["db_size"], "raft_term": status["raft_term"], "version": status["version"]}
+
+    # `endpoint health` does a quorum read: a member that answers status but cannot serve reads
+    # (no leader, lost quorum) shows up here.
+    try:
+        result = _run(api, member, etcdctl_argv("endpoint", "health", "-w", "json"), timeout=timeout, check=False)
+    except ExecError as e:
+        return unhealthy(f"endpoint health failed: {_short(e)}", **known)
+    health_error = _health_error(result)
+    if health_error:
+        return unhealthy(health_error, **known)
+    if status["errors"]:
+        return unhealthy("member reports errors: " + "; ".join(status["errors"]), **known)
+    return MemberStatus(pod=member.pod, endpoint=LOCAL_ENDPOINT, healthy=True, error=None,
+                        namespace=member.namespace, **known)
+
+
+def choose_member(statuses: Sequence[MemberStatus]) -> MemberStatus:
+    """The member to snapshot: a healthy one, a follower rather than the leader (the snapshot's read
+    load then stays off the member that orders every write), then the highest revision (the most
+    recent data), then by pod name so the choice is repeatable."""
+    healthy = [s for s in statuses if s.healthy]
+    if not healthy:
+        namespace = next((s.namespace for s in statuses if s.namespace), "")
+        listing = "; ".join(s.describe() for s in statuses) or "no members found"
+        raise EtcdMemberError(f"no healthy etcd member to take a snapshot from ({listing})",
+                              namespace=namespace or "<unknown namespace>", step="choose member",
+                              next_step="restore etcd health first (see the etcd member recovery runbook) or "
+                                        "restore from an earlier backup; a snapshot of an unhealthy member may be "
+                                        "stale or incomplete")
+    return min(healthy, key=lambda s: (s.is_leader, -(s.revision or 0), s.pod))
+
+
+def save_snapshot(api: client.ApiClient | client.CoreV1Api, member: EtcdMember, path: str, *,
+                  timeout: float = 600.0) -> SnapshotInfo:
+    """`etcdctl snapshot save <path>` in the member's pod, then its `snapshot status` and SHA-256.
+    `path` must be on a volume of the pod (e.g. /var/lib/data/hcp-runbooks-<operation>.db) so it
+    survives until it is streamed out and removed."""
+    if not path.startswith("/") or path.endswith("/"):
+        raise ValueError(f"snapshot path must be an absolute file path, not {path!r}")
+    argv = etcdctl_argv("snapshot", "save", path)
+    try:
+        _run(api, member, argv, timeout=timeout)
+    except ExecError as e:
+        raise _error(api, member, "snapshot save", e, argv,
+                     "check the member's health and free space on its data volume, then retry; "
+                     f"a partial file may remain at {path}.part (remove_snapshot removes it)") from e
+
+    status = _snapshot_status(api, member, path)
+    sha256 = _file_fact(api, member, ["sha256sum", path], r"[0-9a-f]{64}", "snapshot sha256", timeout)
+    size = int(_file_fact(api, member, ["stat", "-c", "%s", path], r"\d+", "snapshot size", timeout))
+    version = None
+    try:
+        version = _parse_endpoint_status(
+            _run(api, member, etcdctl_argv("endpoint", "status", "-w", "json"), timeout=_STATUS_TIMEOUT).text)["version"]
+    except (ExecError, ValueError) as e:  # the version is informational; the snapshot is already good
+        log.warning("%s: could not read the etcd server version: %s", member, _short(e))
+    return SnapshotInfo(path=path, member=member.pod, revision=status["revision"], hash=status["hash"],
+                        total_keys=status["totalKey"], size_bytes=size, sha256=sha256,
+                        db_size_bytes=status["totalSize"], etcd_version=version)
+
+
+def _file_fact(api: client.ApiClient | client.CoreV1Api, member: EtcdMember, argv: list[str], pattern: str,
+               step: str, timeout: float) -> str:
+    """The first word of a coreutils command's output, checked against `pattern`."""
+    try:
+        words = _run(api, member, argv, timeout=timeout).text.split()
+    except ExecError as e:
+        raise _error(api, member, step, e, argv, "retry; if it keeps failing, check the pod's data volume") from e
+    if not words or not re.fullmatch(pattern, words[0]):
+        raise EtcdMemberError(f"{argv[0]} printed {' '.join(words)[:200]!r}", namespace=member.namespace,
+                              pod=member.pod, step=step, command=argv, cluster=_cluster_name(api),
+                              next_step=f"check that the etcd image has a working {argv[0]} (coreutils)")
+    return words[0]
+
+
+def stream_snapshot(api: client.ApiClient | client.CoreV1Api, member: EtcdMember, path: str,
+                    chunk_bytes: int = 1 << 20, *, idle_timeout: float = 60.0) -> Iterator[bytes]:
+    """The snapshot file's bytes as they come out of the pod (`cat`); raises pod_exec.ExecStreamError
+    after the last chunk if the stream was cut or cat failed, so a consumer never keeps a short copy."""
+    return pod_exec.stream_stdout(api, member.namespace, member.pod, member.container, ["cat", path],
+                                  chunk_bytes=chunk_bytes, idle_timeout=idle_timeout)
+
+
+def remove_snapshot(api: client.ApiClient | client.CoreV1Api, member: EtcdMember, path: str, *,
+                    timeout: float = 60.0) -> None:
+    """Remove the snapshot (and a partial `.part` left by a failed save); nothing there is fine."""
+    argv = ["rm", "-f", path, f"{path}.part"]
+    try:
+        _run(api, member, argv, timeout=timeout)
+    except ExecError as e:
+        raise _error(api, member, "remove snapshot", e, argv,
+                     f"remove {path} from the pod by hand (kubectl exec ... rm -f {path}); it uses space on the "
+                     "member's data volume") from e
+
+
+def _run(api: client.ApiClient | client.CoreV1Api, member: EtcdMember, argv: list[str], *, timeout: float,
+         check: bool = True) -> pod_exec.ExecResult:
+    return pod_exec.run(api, member.namespace, member.pod, member.container, argv, timeout=timeout, check=check)
+
+
+def _snapshot_status(api: client.ApiClient | client.CoreV1Api, member: EtcdMember, path: str) -> dict[str, int]:
+    # etcdctl 3.5 still has `snapshot status` (deprecated in favour of etcdutl); an image without
+    # it, or a later etcdctl that dropped it, falls back to etcdutl.
+    errors = []
+    for argv in (etcdctl_argv("snapshot", "status", path, "-w", "json"),
+                 [ETCDUTL, "snapshot", "status", path, "-w", "json"]):
+        try:
+            out = _run(api, member, argv, timeout=300.0).text
+        except ExecError as e:
+            errors.append(_short(e))
+            continue
+        try:
+            data = json.loads(out)
+            return {k: int(data[k]) for k in ("hash", "revision", "totalKey", "totalSize")}
+        except (ValueError, KeyError, TypeError) as e:
+            tool = "etcdutl" if argv[0] == ETCDUTL else "etcdctl"
+            errors.append(f"{tool} printed no status ({e}): {out[:200]!r}")
+    raise EtcdMemberError("snapshot status failed with etcdctl and etcdutl: " + " | ".join(errors),
+                          namespace=member.namespace, pod=member.pod, step="snapshot status",
+                          cluster=_cluster_name(api),
+                          next_step=f"the file {path} may be corrupt: remove it and take the snapshot again")
+
+
+def _parse_endpoint_status(text: str) -> dict[str, Any]:
+    entries = json.loads(text)
+    if not isinstance(entries, list) or not entries:
+        raise ValueError(f"unexpected endpoint status output: {text[:200]!r}")
+    status = entries[0].get("Status") or {}
+    header = status.get("header") or {}
+    member_id = header.get("member_id")
+    if member_id is None:
+        raise ValueError(f"endpoint status without a member id: {text[:200]!r}")
+    return {
+        "member_id": int(member_id),
+        "is_leader": status.get("leader") is not None and int(status["leader"]) == int(member_id),
+        "revision": int(header.get("revision", 0)),
+        "db_size": int(status.get("dbSize", 0)),
+        "raft_term": int(header.get("raft_term", status.get("raftTerm", 0))),
+        "version": status.get("version") or None,
+        "errors": [str(e) for e in status.get("errors") or []],
+    }
+
+
+def _health_error(result: pod_exec.ExecResult) -> str | None:
+    """None if `endpoint health -w json` says healthy, else why not."""
+    try:
+        entries = json.loads(result.stdout or b"null")
+    except ValueError:
+        entries = None
+    if isinstance(entries, list) and entries:
+        entry = entries[0]
+        if entry.get("health") is True and result.exit_code == 0:
+            return None
+        return f"endpoint unhealthy: {entry.get('error') or 'health false'}"
+    if result.exit_code == 0:
+        return f"endpoint health printed no result: {result.text[:200]!r}"
+    stderr = result.stderr.decode("utf-8", "replace").strip()
+    return f"endpoint health exited {result.exit_code}: {stderr[-500:] or result.text[:200]}"
+
+
+def _short(e: Exception) -> str:
+    """The reason without the command line (long, and the same for every member)."""
+    if isinstance(e, ExecError):
+        tail = e.stderr.decode("utf-8", "replace").strip()[-300:]
+        if e.exit_code is not None:
+            return f"exited {e.exit_code}" + (f"; stderr: {tail}" if tail else "")
+        text = str(e)
+        quoted = " ".join(shlex.quote(a) for a in e.argv)
+        at = text.find(quoted + ": ")
+        return (text[at + len(quoted) + 2:] if at >= 0 else text)[:500]
+    return str(e)
+
+
+def _error(api: client.ApiClient | client.CoreV1Api, member: EtcdMember, step: str, e: ExecError,
+           argv: Sequence[str], next_step: str) -> EtcdMemberError:
+    return EtcdMemberError(_short(e), namespace=member.namespace, pod=member.pod, step=step, command=argv,
+                           cluster=e.cluster or _cluster_name(api), next_step=next_step)
