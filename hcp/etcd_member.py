@@ -345,3 +345,10 @@ def _error(api: client.ApiClient | client.CoreV1Api, member: EtcdMember, step: s
            argv: Sequence[str], next_step: str) -> EtcdMemberError:
     return EtcdMemberError(_short(e), namespace=member.namespace, pod=member.pod, step=step, command=argv,
                            cluster=e.cluster or _cluster_name(api), next_step=next_step)
+
+
+def snapshot_exists(api: client.ApiClient | client.CoreV1Api, member: EtcdMember, path: str, *,
+                    timeout: float = 60.0) -> bool:
+    """Whether the snapshot file is still in the pod (a resumed run needs the one it took)."""
+    result = _run(api, member, ["test", "-f", path], timeout=timeout, check=False)
+    return result.exit_code == 0
