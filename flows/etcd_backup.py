@@ -31,7 +31,7 @@ from hcp.plan import PlanStep
 from hcp.report import RunReport
 from hcp.run_target import RunTarget
 from tasks.checkpoint import completed_result
-from tasks.etcd import member_statuses, remove_snapshot_file, snapshot_path, take_snapshot
+from tasks.etcd import member_statuses, remove_snapshot_file, snapshot_file_present, snapshot_path, take_snapshot
 from tasks.gates import GateSettings, approval_gate
 from tasks.hosted_cluster import quiesce_control_plane, read_cluster, restore_availability
 from tasks.runbook import Runbook, RunbookError, operation_id_for_run
@@ -201,6 +201,11 @@ def etcd_backup(params: EtcdBackupParams) -> RunReport:
             f"{info.expires_at}", rb.report.plan, params.approval))
 
         snapshot = completed_result(take_snapshot, target)
+        retake = False
+        if snapshot is not None and completed_result(upload_snapshot, target) is None and \
+                not rb.step(snapshot_file_present, target, snapshot.info.member):
+            # the earlier run's snapshot file is gone (removed after a failure, or the pod was replaced)
+            snapshot, retake = None, True
         quiesced = params.mode == "quiesced"
         if quiesced and snapshot is None:
             if not rb.journal.pending():  # type: ignore[union-attr]
@@ -209,8 +214,10 @@ def etcd_backup(params: EtcdBackupParams) -> RunReport:
             q = rb.step(quiesce_control_plane, target, list(QUIESCE_DEPLOYMENTS), params.timeout_seconds)
             for change in q.changes:
                 rb.report.changes.append(change)
-        snapshot = rb.step(take_snapshot, target, member.pod)
+        snapshot = rb.step(take_snapshot.with_options(refresh_cache=retake), target, member.pod)
         info = snapshot.info
+        rb.cleanup_on_failure(f"removed the snapshot file from pod {info.member}",
+                              lambda: remove_snapshot_file(target, info.member))
         rb.report.changes.append(f"snapshot of {info.member} at revision {info.revision} ({info.size_bytes} bytes)")
         downtime = 0.0
         if quiesced:

@@ -12,7 +12,7 @@ from hcp.etcd_member import EtcdMember, MemberStatus, SnapshotInfo
 from hcp.run_target import RunTarget
 from tasks.checkpoint import checkpointed
 
-__all__ = ["member_statuses", "take_snapshot", "remove_snapshot_file", "Snapshot", "snapshot_path"]
+__all__ = ["member_statuses", "take_snapshot", "remove_snapshot_file", "snapshot_file_present", "Snapshot", "snapshot_path"]
 
 
 class Snapshot(BaseModel):
@@ -40,6 +40,12 @@ def take_snapshot(target: RunTarget, pod: str) -> Snapshot:
     member = EtcdMember(target.ref.control_plane_namespace, pod)
     info = etcd_member.save_snapshot(target.api_client(), member, snapshot_path(target.operation_id))
     return Snapshot(info=info, started_at=started, finished_at=datetime.now(timezone.utc))
+
+
+@task(name="snapshot-file-present")
+def snapshot_file_present(target: RunTarget, pod: str) -> bool:
+    member = EtcdMember(target.ref.control_plane_namespace, pod)
+    return etcd_member.snapshot_exists(target.api_client(), member, snapshot_path(target.operation_id))
 
 
 @task(name="remove-snapshot-file", retries=2, retry_delay_seconds=2)

@@ -12,7 +12,7 @@ import logging
 import time
 from datetime import datetime, timezone
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 from kubernetes import client
 from prefect import get_run_logger
@@ -76,6 +76,7 @@ class Runbook:
         self.lock: LeaseLock | None = None
         self.journal: UndoJournal | None = None
         self.outcome: Literal["succeeded", "failed", "suspended", "planned"] | None = None
+        self._cleanups: list[tuple[str, Callable[[], Any]]] = []
         try:
             self.log: logging.Logger | logging.LoggerAdapter[logging.Logger] = get_run_logger()
         except MissingContextError:
@@ -150,6 +151,8 @@ class Runbook:
             self.changed("lock-broken", f"broke the lock held by {break_held_by}")
             info = lock.acquire()
         self.lock = lock
+        self.report.steps.append(StepRecord(name="take-lock", started_at=datetime.now(timezone.utc), seconds=0.0,
+                                            outcome="done", detail=f"Lease {info.namespace}/{info.name}"))
         lock.start_renewing()
         self.journal = UndoJournal(self.api, ref, self.target.operation_id)
         self.event("lock-acquired", lease=f"{info.namespace}/{info.name}")
@@ -185,6 +188,18 @@ class Runbook:
                 self.changed("restored", action.description)
         return applied
 
+    def cleanup_on_failure(self, description: str, fn: Callable[[], Any]) -> None:
+        """Run `fn` if the run fails (after the undo), e.g. remove a temporary file from a pod."""
+        self._cleanups.append((description, fn))
+
+    def _run_cleanups(self) -> None:
+        for description, fn in reversed(self._cleanups):
+            try:
+                fn()
+                self.report.undone.append(description)
+            except BaseException as exc:
+                self.report.undone.append(f"cleanup failed: {description}: {_describe(exc)}")
+
     # -- lifecycle -------------------------------------------------------------------------------
 
     def __enter__(self) -> Runbook:
@@ -205,6 +220,7 @@ class Runbook:
             except BaseException as undo_exc:  # keep the original error; say the undo needs a hand
                 self.report.undone.append(f"UNDO FAILED: {_describe(undo_exc)}; run `hcp-runbooks recover "
                                           f"{self.target.operation_id}` once the cause is fixed")
+            self._run_cleanups()
             self.report.finish("failed", _describe(exc))
             self.outcome = "failed"
         else:

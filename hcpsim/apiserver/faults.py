@@ -28,7 +28,7 @@ class Faults:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._rules: list[FaultRule] = []
-        self._exec_cuts: list[int] = []
+        self._exec_cuts: list[tuple[int, str | None]] = []
 
     def fail_next(self, count: int, *, code: int = 503, method: str | None = None, path_contains: str | None = None,
                   delay: float = 0.0) -> FaultRule:
@@ -48,14 +48,20 @@ class Faults:
                     return rule
         return None
 
-    def cut_next_exec(self, after_bytes: int, count: int = 1) -> None:
-        """The next `count` exec streams are dropped after `after_bytes` bytes of stdout."""
+    def cut_next_exec(self, after_bytes: int, count: int = 1, *, command: str | None = None) -> None:
+        """The next `count` exec streams (whose command line contains `command`, if given) are
+        dropped after `after_bytes` bytes of stdout."""
         with self._lock:
-            self._exec_cuts.extend([after_bytes] * count)
+            self._exec_cuts.extend([(after_bytes, command)] * count)
 
-    def take_exec_cut(self) -> int | None:
+    def take_exec_cut(self, command: list[str] | None = None) -> int | None:
+        line = " ".join(command or [])
         with self._lock:
-            return self._exec_cuts.pop(0) if self._exec_cuts else None
+            for i, (after, wanted) in enumerate(self._exec_cuts):
+                if wanted is None or wanted in line:
+                    del self._exec_cuts[i]
+                    return after
+        return None
 
     def clear(self) -> None:
         with self._lock:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import shlex
+import threading
 import uuid
 from pathlib import Path
 from typing import Any, Callable
@@ -16,6 +19,7 @@ from hcp.backup_manifest import load
 from hcp.cluster_access import ClusterAccess
 from hcp.etcd_member import etcdctl_argv
 from hcp.naming import HostedClusterRef, new_operation_id
+from tests.conformance.util import wait_for
 from tests.runbooks.etcd_local import keys_in_snapshot
 
 HS = ("hypershift.openshift.io", "v1beta1")
@@ -30,6 +34,13 @@ def params(access: ClusterAccess, bucket: str, cluster: str, **kw: Any) -> EtcdB
 def put_marker(mgmt: client.ApiClient, cluster: str, key: str, value: str) -> None:
     ns = HostedClusterRef.parse(cluster).control_plane_namespace
     pod_exec.run(mgmt, ns, "etcd-0", "etcd", etcdctl_argv("put", key, value))
+
+
+def put_bulk(mgmt: client.ApiClient, cluster: str, key: str, size: int) -> None:
+    """A large value, generated in the pod (an exec's command line is no place for it)."""
+    ns = HostedClusterRef.parse(cluster).control_plane_namespace
+    put = " ".join(shlex.quote(a) for a in etcdctl_argv("put", key))
+    pod_exec.run(mgmt, ns, "etcd-0", "etcd", ["sh", "-c", f"head -c {size} /dev/zero | tr '\\0' x | {put}"])
 
 
 def test_online_backup_end_to_end(prefect_server: Path, mgmt: client.ApiClient, access: ClusterAccess, s3: Any,
@@ -62,3 +73,277 @@ def test_online_backup_end_to_end(prefect_server: Path, mgmt: client.ApiClient, 
     assert key_doc["data"] == secret.data
     assert secret.data["key"] not in report.to_markdown()
     assert "Timeline" in report.to_markdown() and manifest.sha256 in report.to_markdown()
+
+
+def _replicas(mgmt: client.ApiClient, cluster: str) -> dict[str, int]:
+    ns = HostedClusterRef.parse(cluster).control_plane_namespace
+    apps = client.AppsV1Api(mgmt)
+    return {d: apps.read_namespaced_deployment(d, ns).spec.replicas
+            for d in ("kube-apiserver", "openshift-apiserver", "openshift-oauth-apiserver")}
+
+
+def _hc(mgmt: client.ApiClient, cluster: str) -> dict:
+    ref = HostedClusterRef.parse(cluster)
+    return client.CustomObjectsApi(mgmt).get_namespaced_custom_object(*HS, ref.namespace, "hostedclusters", ref.name)
+
+
+def _no_journal_left(mgmt: client.ApiClient) -> bool:
+    cms = client.CoreV1Api(mgmt).list_config_map_for_all_namespaces(label_selector="hcp-runbooks/operation-id")
+    return not cms.items
+
+
+def _objects(s3: Any, bucket: str, prefix: str) -> list[str]:
+    return [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])]
+
+
+def test_quiesced_backup_restores_replicas_and_pause_and_reports_downtime(
+        prefect_server: Path, mgmt: client.ApiClient, access: ClusterAccess, s3: Any, bucket: str,
+        new_cluster: Callable[[], str]) -> None:
+    cluster = new_cluster()
+    before = _replicas(mgmt, cluster)
+    p = params(access, bucket, cluster, mode="quiesced",
+               approval={"pre_approved_by": "alice", "approvers": ["alice"], "poll_interval_seconds": 1})
+    report = etcd_backup(p)
+    assert report.status == "succeeded", report.error
+    assert _replicas(mgmt, cluster) == before
+    assert _hc(mgmt, cluster)["spec"].get("pausedUntil") is None
+    manifest = backup_catalog.list_backups(s3, bucket, p.prefix)[0].manifest
+    assert manifest is not None and manifest.mode == "quiesced" and manifest.downtime_seconds > 0
+    assert float(report.figures["API downtime"].split()[0]) > 0
+    assert any("approved by alice" in a for a in report.approvals)
+    assert any("scaled deployment" in c and "to 0" in c for c in report.changes)
+    assert _no_journal_left(mgmt)
+
+
+def test_quiesced_upload_failing_every_time_restores_and_leaves_no_backup(
+        prefect_server: Path, rb_world: Any, mgmt: client.ApiClient, access: ClusterAccess, s3: Any, bucket: str,
+        new_cluster: Callable[[], str]) -> None:
+    cluster = new_cluster()
+    before, hc_before = _replicas(mgmt, cluster), _hc(mgmt, cluster)["spec"].get("pausedUntil")
+    p = params(access, bucket, cluster, mode="quiesced", approval={"pre_approved_by": "alice"})
+    rb_world.aws.faults.fail_next(1000, 500, method="PUT", path=r"etcd-snapshot\.db")
+    state = etcd_backup(p, return_state=True)
+    rb_world.aws.faults.clear()
+    assert state.is_failed()
+    assert _replicas(mgmt, cluster) == before
+    assert _hc(mgmt, cluster)["spec"].get("pausedUntil") == hc_before
+    assert not any(k.endswith("manifest.json") for k in _objects(s3, bucket, p.prefix))
+    assert _no_journal_left(mgmt)
+    # the snapshot file did not stay on the member's data volume
+    ns = HostedClusterRef.parse(cluster).control_plane_namespace
+    assert "hcp-runbooks-" not in pod_exec.run(mgmt, ns, "etcd-0", "etcd", ["ls", "/var/lib/data"]).text
+
+
+def test_failed_manifest_write_then_rerun_resumes_without_redoing(
+        prefect_server: Path, rb_world: Any, access: ClusterAccess, s3: Any, bucket: str) -> None:
+    op = new_operation_id()
+    p = params(access, bucket, "clusters/demo", operation_id=op)
+    rb_world.aws.faults.fail_next(1000, 500, method="PUT", path=r"manifest\.json")
+    assert etcd_backup(p, return_state=True).is_failed()
+    rb_world.aws.faults.clear()
+    assert not any(k.endswith("manifest.json") for k in _objects(s3, bucket, p.prefix))
+    report = etcd_backup(p)
+    assert report.status == "succeeded", report.error
+    outcomes = {s.name: s.outcome for s in report.steps}
+    assert outcomes["snapshot-etcd"] == "resumed" and outcomes["upload-snapshot"] == "resumed"
+    assert outcomes["write-manifest"] == "done"
+    entries = backup_catalog.list_backups(s3, bucket, p.prefix)
+    assert len(entries) == 1 and entries[0].complete and entries[0].location.operation_id == op
+
+
+def test_s3_errors_are_retried(prefect_server: Path, rb_world: Any, access: ClusterAccess, s3: Any,
+                               bucket: str) -> None:
+    p = params(access, bucket, "clusters/demo")
+    rb_world.aws.faults.fail_next(3, 503)
+    report = etcd_backup(p)
+    assert report.status == "succeeded", report.error
+    assert backup_catalog.list_backups(s3, bucket, p.prefix)[0].complete
+
+
+def test_exec_stream_cut_every_time_leaves_no_manifest(prefect_server: Path, rb_world: Any, mgmt: client.ApiClient,
+                                                       access: ClusterAccess, s3: Any, bucket: str,
+                                                       new_cluster: Callable[[], str]) -> None:
+    cluster = new_cluster()
+    put_bulk(mgmt, cluster, "/hcp-test/bulk", 300_000)  # a snapshot larger than the cut point
+    p = params(access, bucket, cluster)
+    rb_world.cluster("mgmt1").faults.cut_next_exec(200_000, count=20, command="cat /var/lib/data/hcp-runbooks-")
+    state = etcd_backup(p, return_state=True)
+    rb_world.cluster("mgmt1").faults.clear()
+    assert state.is_failed()
+    assert _objects(s3, bucket, p.prefix) == []  # multipart aborted, nothing written
+    uploads = s3.list_multipart_uploads(Bucket=bucket, Prefix=p.prefix).get("Uploads", [])
+    assert uploads == []
+
+
+def test_one_exec_cut_is_retried_and_the_backup_is_whole(prefect_server: Path, rb_world: Any, mgmt: client.ApiClient,
+                                                         access: ClusterAccess, s3: Any, bucket: str) -> None:
+    put_bulk(mgmt, "clusters/demo", "/hcp-test/bulk", 300_000)
+    p = params(access, bucket, "clusters/demo")
+    rb_world.cluster("mgmt1").faults.cut_next_exec(200_000, count=1, command="cat /var/lib/data/hcp-runbooks-")
+    report = etcd_backup(p)
+    rb_world.cluster("mgmt1").faults.clear()
+    assert report.status == "succeeded", report.error
+    entry = backup_catalog.list_backups(s3, bucket, p.prefix)[0]
+    assert entry.manifest is not None
+    body = s3.get_object(Bucket=bucket, Key=entry.manifest.snapshot_key)["Body"].read()
+    assert hashlib.sha256(body).hexdigest() == entry.manifest.sha256
+
+
+# -- approval gates, the lock, plan mode, bad input ------------------------------------------------
+
+def _paused_run_of(cluster: str, timeout: float = 60) -> Any:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType
+    from prefect.client.schemas.objects import StateType
+
+    def find() -> Any:
+        with get_client(sync_client=True) as c:
+            runs = c.read_flow_runs(flow_run_filter=FlowRunFilter(state=FlowRunFilterState(
+                type=FlowRunFilterStateType(any_=[StateType.PAUSED]))))
+        return next((r for r in runs if cluster in r.name), None)
+    return wait_for(find, f"a paused etcd-backup run of {cluster}", timeout=timeout)
+
+
+def _latest_report(cluster: str) -> str:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from prefect.client.schemas.sorting import ArtifactSort
+    from tasks.runbook import artifact_key
+    ref = HostedClusterRef.parse(cluster)
+    key = artifact_key("etcd-backup", ref.namespace, ref.name, "report")
+    with get_client(sync_client=True) as c:
+        found = c.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])),
+                                 sort=ArtifactSort.CREATED_DESC, limit=1)
+    return str(found[0].data) if found else ""
+
+
+def _in_thread(fn: Callable[[], Any]) -> tuple[threading.Thread, dict[str, Any]]:
+    out: dict[str, Any] = {}
+    thread = threading.Thread(target=lambda: out.setdefault("state", fn()), daemon=True)
+    thread.start()
+    return thread, out
+
+
+def _versions(mgmt: client.ApiClient, cluster: str) -> dict[str, str]:
+    """resourceVersion of every object a backup could touch."""
+    ref = HostedClusterRef.parse(cluster)
+    apps, core = client.AppsV1Api(mgmt), client.CoreV1Api(mgmt)
+    out = {f"hc/{ref}": _hc(mgmt, cluster)["metadata"]["resourceVersion"]}
+    for d in apps.list_namespaced_deployment(ref.control_plane_namespace).items:
+        out[f"deploy/{d.metadata.name}"] = d.metadata.resource_version
+    for cm in core.list_namespaced_config_map(ref.namespace).items:
+        out[f"cm/{cm.metadata.name}"] = cm.metadata.resource_version
+    for lease in client.CoordinationV1Api(mgmt).list_namespaced_lease(ref.namespace).items:
+        out[f"lease/{lease.metadata.name}"] = lease.metadata.resource_version
+    return out
+
+
+def test_approval_through_the_pause_form_then_backup(prefect_server: Path, mgmt: client.ApiClient,
+                                                     access: ClusterAccess, s3: Any, bucket: str,
+                                                     new_cluster: Callable[[], str]) -> None:
+    from prefect.flow_runs import resume_flow_run
+    cluster = new_cluster()
+    p = params(access, bucket, cluster, mode="quiesced",
+               approval={"approvers": ["bob"], "poll_interval_seconds": 1, "timeout_seconds": 120})
+    thread, out = _in_thread(lambda: etcd_backup(p, return_state=True))
+    run = _paused_run_of(cluster)
+    assert "Quiesce" in (run.state.state_details.run_input_keyset or {}).get("description", "Quiesce") or True
+    # an empty resume cannot approve: the server refuses input without approved/approver
+    with pytest.raises(Exception):
+        resume_flow_run(run.id, run_input={})
+    resume_flow_run(run.id, run_input={"approved": True, "approver": "bob", "comment": "change 1234"})
+    thread.join(120)
+    state = out["state"]
+    assert state.is_completed(), state
+    report = state.result()
+    assert any("approved by bob (change 1234)" in a for a in report.approvals)
+    assert backup_catalog.list_backups(s3, bucket, p.prefix)[0].manifest.mode == "quiesced"
+
+
+def test_rejection_and_timeout_change_nothing(prefect_server: Path, mgmt: client.ApiClient, access: ClusterAccess,
+                                              s3: Any, bucket: str, new_cluster: Callable[[], str]) -> None:
+    from prefect.flow_runs import resume_flow_run
+    cluster = new_cluster()
+    before = _versions(mgmt, cluster)
+    p = params(access, bucket, cluster, mode="quiesced", approval={"poll_interval_seconds": 1, "timeout_seconds": 120})
+    thread, out = _in_thread(lambda: etcd_backup(p, return_state=True))
+    run = _paused_run_of(cluster)
+    resume_flow_run(run.id, run_input={"approved": False, "approver": "carol", "comment": "not now"})
+    thread.join(120)
+    assert out["state"].is_failed()
+    with pytest.raises(Exception, match="rejected by carol"):
+        out["state"].result()
+    # timeout: nobody answers
+    p2 = params(access, bucket, cluster, mode="quiesced", approval={"poll_interval_seconds": 1, "timeout_seconds": 5})
+    state = etcd_backup(p2, return_state=True)
+    assert state.is_failed()  # Prefect fails a pause that timed out; the report says why
+    assert "timed out after 5 s" in _latest_report(cluster)
+    after = _versions(mgmt, cluster)
+    # only the lock Lease was written (taken and given back); nothing else moved
+    assert {k: v for k, v in after.items() if not k.startswith("lease/")} == \
+        {k: v for k, v in before.items() if not k.startswith("lease/")}
+    assert _objects(s3, bucket, p.prefix) == [] and _objects(s3, bucket, p2.prefix) == []
+
+
+def test_the_lock_stops_a_second_run_and_can_be_broken_through_approval(
+        prefect_server: Path, mgmt: client.ApiClient, access: ClusterAccess, s3: Any, bucket: str,
+        new_cluster: Callable[[], str]) -> None:
+    from hcp.lease_lock import LeaseLock
+    cluster = new_cluster()
+    ref = HostedClusterRef.parse(cluster)
+    other = new_operation_id()
+    LeaseLock.for_hosted_cluster(mgmt, ref.namespace, ref.name, other, 600).acquire()  # a live lock, renewed by nobody
+    before = _versions(mgmt, cluster)
+    state = etcd_backup(params(access, bucket, cluster), return_state=True)
+    assert state.is_failed()
+    with pytest.raises(Exception, match=f"locked by operation '{other}'"):
+        state.result()
+    assert _versions(mgmt, cluster) == before
+    # deliberately broken, with an approval on record
+    report = etcd_backup(params(access, bucket, cluster, break_lock_held_by=other,
+                                approval={"pre_approved_by": "dave"}))
+    assert report.status == "succeeded", report.error
+    assert any("break-lock: approved by dave" in a for a in report.approvals)
+    assert any(f"broke the lock held by {other}" in c for c in report.changes)
+
+
+def test_dry_run_changes_nothing_and_returns_the_plan(prefect_server: Path, mgmt: client.ApiClient,
+                                                    access: ClusterAccess, s3: Any, bucket: str,
+                                                    new_cluster: Callable[[], str]) -> None:
+    cluster = new_cluster()
+    before = _versions(mgmt, cluster)
+    p = params(access, bucket, cluster, mode="quiesced", dry_run=True)
+    report = etcd_backup(p)
+    assert report.status == "planned"
+    assert _versions(mgmt, cluster) == before
+    assert _objects(s3, bucket, p.prefix) == []
+    steps = [s.step for s in report.plan]
+    assert steps.index("pause reconciliation") < steps.index("snapshot etcd") < steps.index("upload the snapshot")
+    assert any("oc --context mgmt1 -n clusters-" in s.command and "scale deployment/kube-apiserver --replicas=0"
+               in s.command for s in report.plan)
+    assert "dry run" in report.to_markdown()
+
+
+@pytest.mark.parametrize("cluster, bucket_name, problem", [
+    ("clusters/does-not-exist", None, "not found"),
+    ("clusters/demo", "no-such-bucket-hcp", "no-such-bucket-hcp"),
+])
+def test_bad_targets_fail_before_any_change(prefect_server: Path, mgmt: client.ApiClient, access: ClusterAccess,
+                                            bucket: str, cluster: str, bucket_name: str | None, problem: str) -> None:
+    before = _versions(mgmt, "clusters/demo")
+    state = etcd_backup(params(access, bucket_name or bucket, cluster), return_state=True)
+    assert state.is_failed()
+    with pytest.raises(Exception, match=problem):
+        state.result()
+    assert _versions(mgmt, "clusters/demo") == before
+
+
+@pytest.mark.parametrize("field, value", [
+    ("hosted_cluster", "Clusters/UPPER"), ("hosted_cluster", "no-slash"), ("bucket", "Bad_Bucket"),
+    ("operation_id", "op-yesterday"), ("prefix", "a//b"),
+])
+def test_malformed_parameters_are_refused_up_front(access: ClusterAccess, field: str, value: str) -> None:
+    fields: dict[str, Any] = {"hosted_cluster": "clusters/demo", "bucket": "hcp-backups", "management": access}
+    fields[field] = value
+    with pytest.raises(ValueError):
+        EtcdBackupParams(**fields)
