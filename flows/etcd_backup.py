@@ -33,7 +33,7 @@ from hcp.run_target import RunTarget
 from tasks.checkpoint import completed_result
 from tasks.etcd import member_statuses, remove_snapshot_file, snapshot_file_present, snapshot_path, take_snapshot
 from tasks.gates import GateSettings, approval_gate
-from tasks.hosted_cluster import quiesce_control_plane, read_cluster, restore_availability
+from tasks.hosted_cluster import pending_undo, quiesce_control_plane, read_cluster, restore_availability
 from tasks.runbook import Runbook, RunbookError, operation_id_for_run
 from tasks.storage import ENCRYPTION_KEY_FILE, SNAPSHOT_FILE, Encryption, check_bucket, save_encryption_key, \
     upload_snapshot, verify_backup, write_manifest
@@ -183,7 +183,12 @@ def etcd_backup(params: EtcdBackupParams) -> RunReport:
     with Runbook("etcd-backup", target, dry_run=params.dry_run) as rb:
         # Preflight: read-only; anything wrong stops here, before the first change.
         cluster = rb.step(read_cluster, target)
-        _preflight_checks(params, cluster, target)
+        lowered = rb.step(pending_undo, target)  # this operation's own earlier run, killed while quiesced
+        if lowered:
+            rb.report.verification.append("continuing an operation that left the cluster lowered: "
+                                          + "; ".join(lowered))
+        else:
+            _preflight_checks(params, cluster, target)
         members = rb.step(member_statuses, target)
         member = choose_member(members)
         rb.step(check_bucket, params.aws, params.bucket, params.prefix, target.operation_id, params.encryption)
@@ -208,7 +213,7 @@ def etcd_backup(params: EtcdBackupParams) -> RunReport:
             snapshot, retake = None, True
         quiesced = params.mode == "quiesced"
         if quiesced and snapshot is None:
-            if not rb.journal.pending():  # type: ignore[union-attr]
+            if not lowered:  # already quiesced by this operation: approved then
                 approval_gate(rb, "quiesce", f"Quiesce {target.ref} for a consistent etcd backup",
                               _state(cluster, members, member), rb.report.plan, params.approval)
             q = rb.step(quiesce_control_plane, target, list(QUIESCE_DEPLOYMENTS), params.timeout_seconds)

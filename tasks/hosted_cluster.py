@@ -19,7 +19,7 @@ from hcp.undo_journal import UndoAction, UndoJournal
 from hcp.waits import WaitTimeout, wait_for_object
 from tasks.events import emit_change
 
-__all__ = ["read_cluster", "quiesce_control_plane", "restore_availability", "Quiesced", "Restored"]
+__all__ = ["pending_undo", "read_cluster", "quiesce_control_plane", "restore_availability", "Quiesced", "Restored"]
 
 
 class Quiesced(BaseModel):
@@ -46,6 +46,12 @@ def _parse_time(text: str) -> datetime:
 @task(name="read-hosted-cluster")
 def read_cluster(target: RunTarget) -> hc.HostedClusterInfo:
     return hc.read_hosted_cluster(target.api_client(), target.ref, management=target.management_cluster)
+
+
+@task(name="read-undo-journal")
+def pending_undo(target: RunTarget) -> list[str]:
+    """What this operation lowered and has not put back yet (a re-run after a kill finds it)."""
+    return [a.description for a in UndoJournal(target.api_client(), target.ref, target.operation_id).pending()]
 
 
 def _wait_paused(api: client.ApiClient, target: RunTarget, timeout: float) -> None:

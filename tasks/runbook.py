@@ -154,7 +154,7 @@ class Runbook:
         self.report.steps.append(StepRecord(name="take-lock", started_at=datetime.now(timezone.utc), seconds=0.0,
                                             outcome="done", detail=f"Lease {info.namespace}/{info.name}"))
         lock.start_renewing()
-        self.journal = UndoJournal(self.api, ref, self.target.operation_id)
+        self.attach_journal()
         self.event("lock-acquired", lease=f"{info.namespace}/{info.name}")
 
     def hold_lock_while_suspended(self, seconds: int) -> None:
@@ -169,6 +169,12 @@ class Runbook:
             self.lock.renew()
 
     # -- undo ------------------------------------------------------------------------------------
+
+    def attach_journal(self) -> UndoJournal:
+        """The operation's undo journal on this hosted cluster (closed when the run ends)."""
+        if self.journal is None:
+            self.journal = UndoJournal(self.api, self.target.ref, self.target.operation_id)
+        return self.journal
 
     def record_undo(self, action: UndoAction) -> UndoAction:
         if self.journal is None:

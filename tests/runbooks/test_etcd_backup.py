@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shlex
+import signal
+import subprocess
+import sys
 import threading
 import uuid
 from pathlib import Path
@@ -347,3 +351,69 @@ def test_malformed_parameters_are_refused_up_front(access: ClusterAccess, field:
     fields[field] = value
     with pytest.raises(ValueError):
         EtcdBackupParams(**fields)
+
+
+# -- a killed runner ----------------------------------------------------------------------------
+
+_CHILD = """
+import sys
+from flows.etcd_backup import EtcdBackupParams, etcd_backup
+etcd_backup(EtcdBackupParams.model_validate_json(sys.argv[1]))
+"""
+
+
+def _start_child(p: EtcdBackupParams, storage: Path) -> subprocess.Popen[bytes]:
+    from prefect.settings import PREFECT_API_URL
+    env = dict(os.environ, PREFECT_API_URL=str(PREFECT_API_URL.value()), PREFECT_LOCAL_STORAGE_PATH=str(storage))
+    return subprocess.Popen([sys.executable, "-c", _CHILD, p.model_dump_json()], cwd=Path(__file__).parents[2],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _kill_when_quiesced(child: subprocess.Popen[bytes], mgmt: client.ApiClient, cluster: str) -> None:
+    ns = HostedClusterRef.parse(cluster).control_plane_namespace
+    apps = client.AppsV1Api(mgmt)
+    wait_for(lambda: child.poll() is not None or apps.read_namespaced_deployment_scale("kube-apiserver", ns).spec.replicas == 0,
+             "the child run to scale kube-apiserver down", timeout=120)
+    child.send_signal(signal.SIGKILL)
+    child.wait(30)
+
+
+def test_killed_run_rerun_with_the_same_operation_id_restores_and_does_nothing_twice(
+        prefect_server: Path, mgmt: client.ApiClient, access: ClusterAccess, s3: Any, bucket: str,
+        new_cluster: Callable[[], str]) -> None:
+    cluster = new_cluster()
+    before = _replicas(mgmt, cluster)
+    p = params(access, bucket, cluster, mode="quiesced", operation_id=new_operation_id(),
+               approval={"pre_approved_by": "erin"})
+    _kill_when_quiesced(_start_child(p, prefect_server), mgmt, cluster)
+    report = etcd_backup(p)  # same operation id: continues, asks no second approval while quiesced
+    assert report.status == "succeeded", report.error
+    assert _replicas(mgmt, cluster) == before
+    assert _hc(mgmt, cluster)["spec"].get("pausedUntil") is None
+    # the pause and the kube-apiserver scale-down happened before the kill: not again (the other API
+    # servers may or may not have been scaled by then)
+    assert not any(c.startswith("paused") or "/kube-apiserver from" in c for c in report.changes), report.changes
+    assert _no_journal_left(mgmt)
+    entries = backup_catalog.list_backups(s3, bucket, p.prefix)
+    assert len(entries) == 1 and entries[0].complete
+
+
+def test_recover_puts_back_what_a_killed_run_lowered(prefect_server: Path, mgmt: client.ApiClient,
+                                                     access: ClusterAccess, bucket: str,
+                                                     new_cluster: Callable[[], str]) -> None:
+    from flows.recover import RecoverParams, recover
+    from hcp.lease_lock import LeaseLock
+    cluster = new_cluster()
+    ref = HostedClusterRef.parse(cluster)
+    before = _replicas(mgmt, cluster)
+    op = new_operation_id()
+    p = params(access, bucket, cluster, mode="quiesced", operation_id=op, approval={"pre_approved_by": "erin"})
+    _kill_when_quiesced(_start_child(p, prefect_server), mgmt, cluster)
+    assert LeaseLock.for_hosted_cluster(mgmt, ref.namespace, ref.name, op).get().holder == op
+    reports = recover(RecoverParams(operation_id=op, management=access))
+    assert [r.status for r in reports] == ["succeeded"]
+    assert _replicas(mgmt, cluster) == before
+    assert _hc(mgmt, cluster)["spec"].get("pausedUntil") is None
+    assert not LeaseLock.for_hosted_cluster(mgmt, ref.namespace, ref.name, op).get().holder
+    assert _no_journal_left(mgmt)
+    assert recover(RecoverParams(operation_id=op, management=access)) == []  # nothing left: nothing to do

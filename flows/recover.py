@@ -1,0 +1,70 @@
+"""recover: put back everything an operation lowered, after its run died.
+
+A killed runner, or a suspended run that timed out or was cancelled, runs no undo of its own. The
+undo journal it left on the management cluster says what to restore: scale the API servers back
+to their recorded replica counts, restore pausedUntil, then give back the operation's lock.
+Idempotent: recovering twice, or an operation that needs nothing, changes nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow
+from prefect.runtime import flow_run
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from hcp.cluster_access import ClusterAccess
+from hcp.naming import validate_operation_id
+from hcp.report import RunReport
+from hcp.run_target import RunTarget
+from tasks.hosted_cluster import restore_availability
+from tasks.recovery import find_operation_clusters, release_operation_lock
+from tasks.runbook import Runbook
+
+__all__ = ["RecoverParams", "recover"]
+
+
+class RecoverParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    operation_id: str = Field(description="the operation to recover (op-<UTC time>-<hex>)")
+    management: ClusterAccess = Field(default_factory=ClusterAccess)
+    management_cluster: str | None = Field(default=None, description="default: the kubeconfig context")
+    timeout_seconds: float = Field(default=600, gt=0)
+
+    @field_validator("operation_id")
+    @classmethod
+    def _op(cls, v: str) -> str:
+        return validate_operation_id(v)
+
+    @model_validator(mode="after")
+    def _mgmt(self) -> RecoverParams:
+        if self.management_cluster is None and not self.management.context:
+            raise ValueError("management_cluster is required when management.context is not given")
+        return self
+
+
+def _run_name() -> str:
+    params: Any = flow_run.parameters.get("params") or {}
+    if isinstance(params, BaseModel):
+        params = params.model_dump()
+    return f"recover/{params.get('operation_id', '?')}"
+
+
+@flow(name="recover", flow_run_name=_run_name)
+def recover(params: RecoverParams) -> list[RunReport]:
+    mgmt = params.management_cluster or params.management.context or ""
+    reports = []
+    for cluster in find_operation_clusters(params.management, params.operation_id):
+        target = RunTarget(management=params.management, management_cluster=mgmt, hosted_cluster=cluster,
+                           operation_id=params.operation_id)
+        # Not `acquire_lock`: the lock we would wait for is the dead operation's own.
+        with Runbook("recover", target) as rb:
+            rb.attach_journal()
+            restored = rb.step(restore_availability, target, params.timeout_seconds)
+            rb.report.changes += restored.restored
+            if rb.step(release_operation_lock, target):
+                rb.changed("lock-released", f"released the lock {params.operation_id} held on {cluster}")
+        reports.append(rb.report)
+    return reports
