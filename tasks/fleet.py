@@ -16,7 +16,7 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.exceptions import MissingContextError
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, computed_field
 
 from hcp.aws_access import AwsAccess
 from hcp.backup_catalog import BackupCatalogError, BackupEntry, human_size, list_backups
@@ -74,9 +74,10 @@ class ClusterBackup(BaseModel):
     finished_at: datetime
     flow_run_id: str | None = None  # the etcd-backup subflow run (its report artifact and timeline)
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def seconds(self) -> float:
-        return (self.finished_at - self.started_at).total_seconds()
+        return round((self.finished_at - self.started_at).total_seconds(), 3)
 
     def row(self) -> dict[str, str]:
         return {"cluster": self.hosted_cluster, "status": self.status,
@@ -133,11 +134,13 @@ def apply_backup_retention(aws: AwsAccess, bucket: str, prefix: str, management_
     summary, not raised, so the fleet report is still written; the flow decides what they mean."""
     where = f"s3://{bucket}/" + "/".join(p for p in (prefix, management_cluster) if p) + "/"
     summary = RetentionSummary(dry_run=dry_run, policy=policy, location=where)
-    s3 = s3_client(aws)
     try:
+        s3 = s3_client(aws)
         entries = list_backups(s3, bucket, prefix, management_cluster=management_cluster)
-    except BackupCatalogError as exc:
-        summary.errors.append(f"retention did not run, nothing was deleted: {exc}")
+    except Exception as exc:  # recorded, not raised: the fleet's report must still be written
+        text = str(exc) if isinstance(exc, BackupCatalogError) else f"{type(exc).__name__}: {exc}"
+        summary.errors.append(f"retention did not run, nothing was deleted: {text}; fix the cause and the next run "
+                              "applies retention, or run `hcp-runbooks backups` retention by hand")
         return summary
     decisions = plan_retention(entries, policy, datetime.now(timezone.utc))
     result = apply_retention(s3, decisions, dry_run=dry_run)
