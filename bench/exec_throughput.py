@@ -176,7 +176,7 @@ def start_simulator(tmp: Path, vol: Path, pod: str) -> tuple[subprocess.Popen[st
     import yaml
     from kubernetes import client, config, watch
 
-    server = subprocess.Popen([sys.executable, "-m", "hcp.cli", "sim", "clusters", "--dir", str(tmp / "sim"),
+    server = subprocess.Popen([sys.executable, "-m", "cli.main", "sim", "clusters", "--dir", str(tmp / "sim"),
                                "--names", "bench"], stdout=subprocess.PIPE, text=True, cwd=ROOT)
     assert server.stdout is not None
     line = server.stdout.readline()

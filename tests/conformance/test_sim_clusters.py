@@ -22,7 +22,7 @@ def _port_open(port: int) -> bool:
 
 
 def test_sim_clusters_serves_then_stops_everything_on_sigterm(tmp_path: Path) -> None:
-    proc = subprocess.Popen([sys.executable, "-m", "hcp.cli", "sim", "clusters", "--dir", str(tmp_path), "--names", "mgmt1,mgmt2"],
+    proc = subprocess.Popen([sys.executable, "-m", "cli.main", "sim", "clusters", "--dir", str(tmp_path), "--names", "mgmt1,mgmt2"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         assert proc.stdout is not None

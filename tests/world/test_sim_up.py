@@ -27,7 +27,7 @@ def _processes_mentioning(text: str) -> list[int]:
 
 def test_sim_up_ready_line_and_clean_stop(tmp_path: Path) -> None:
     world_dir = tmp_path / "world"
-    proc = subprocess.Popen([sys.executable, "-m", "hcp.cli", "sim", "up", "--dir", str(world_dir),
+    proc = subprocess.Popen([sys.executable, "-m", "cli.main", "sim", "up", "--dir", str(world_dir),
                              "--availability", "SingleReplica"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:

@@ -9,9 +9,17 @@ from pathlib import Path
 
 import typer
 
+from cli.deploy import deploy_command
+from cli.runbooks import approve_command, backups_app, recover_command, run_app
+
 app = typer.Typer(help="Runbook automation for OpenShift hosted control planes (HyperShift).", no_args_is_help=True)
 sim_app = typer.Typer(help="The embedded simulator of HyperShift management clusters.", no_args_is_help=True)
 app.add_typer(sim_app, name="sim")
+app.add_typer(run_app, name="run")
+app.add_typer(backups_app, name="backups")
+app.command("approve")(approve_command)
+app.command("recover")(recover_command)
+app.command("deploy")(deploy_command)
 
 
 @app.command()

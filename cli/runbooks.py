@@ -1,0 +1,177 @@
+"""`hcp-runbooks run|backups|approve|recover`: the runbooks from a terminal.
+
+`run` executes a flow in this process. Without PREFECT_API_URL, Prefect starts a temporary local
+server for it, so no server is needed; with it, the run shows up in that server's UI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Literal
+from uuid import UUID
+
+import typer
+from pydantic import BaseModel, ValidationError
+
+from hcp.aws_access import AwsAccess
+from hcp.cluster_access import ClusterAccess
+
+run_app = typer.Typer(help="Run a runbook now, in this process; prints its report, exits non-zero on failure.",
+                      no_args_is_help=True)
+backups_app = typer.Typer(help="Backups in S3 (read from their manifests).", no_args_is_help=True)
+
+
+def _params(model: type[BaseModel], **fields: Any) -> Any:
+    try:
+        return model(**{k: v for k, v in fields.items() if v is not None})
+    except ValidationError as exc:
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err["loc"]) or "parameters"
+            typer.echo(f"error: {where}: {err['msg']}", err=True)
+        raise typer.Exit(2) from None
+
+
+def _access(kubeconfig: Path | None, context: str | None) -> ClusterAccess:
+    return ClusterAccess(kubeconfig=kubeconfig, context=context)
+
+
+def _report_of_failed_run(state: Any) -> str:
+    """The failed run's report artifact (the flow raised, so it returned nothing)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterType
+
+    try:
+        with get_client(sync_client=True) as c:
+            found = c.read_artifacts(artifact_filter=ArtifactFilter(
+                flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id]),
+                type=ArtifactFilterType(any_=["markdown"])))
+        return "\n".join(str(a.data) for a in found)
+    except Exception as exc:  # the report is also in the log above
+        return f"(report not available: {exc})"
+
+
+def _finish(state: Any, render: Callable[[Any], str]) -> None:
+    if state.is_completed():
+        typer.echo(render(state.result()))
+        return
+    typer.echo(_report_of_failed_run(state) or "", err=False)
+    try:
+        state.result()
+    except BaseException as exc:
+        typer.echo(f"FAILED: {exc}", err=True)
+    raise typer.Exit(1)
+
+
+@run_app.command("etcd-backup")
+def run_etcd_backup(
+    cluster: str = typer.Option(..., "--cluster", help="NAMESPACE/NAME of the HostedCluster"),
+    bucket: str = typer.Option(..., "--bucket", help="S3 bucket for the backup"),
+    kubeconfig: Path = typer.Option(None, "--kubeconfig", help="default: $KUBECONFIG or ~/.kube/config"),
+    context: str = typer.Option(None, "--context", help="the management cluster's context"),
+    management_cluster: str = typer.Option(None, "--management-cluster", help="its name in backups (default: context)"),
+    prefix: str = typer.Option("hcp-backups", "--prefix"),
+    mode: str = typer.Option("online", "--mode", help="online | quiesced"),
+    verify: str = typer.Option("sha256", "--verify", help="sha256 | full"),
+    sse: str = typer.Option("AES256", "--sse", help="AES256 | aws:kms"),
+    kms_key_id: str = typer.Option(None, "--kms-key-id"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="check and print the plan; change nothing"),
+    operation_id: str = typer.Option(None, "--operation-id", help="continue this operation"),
+    approved_by: str = typer.Option(None, "--approved-by", help="approve the run's gates in advance, as NAME"),
+    break_lock_held_by: str = typer.Option(None, "--break-lock-held-by", help="break a dead operation's lock"),
+) -> None:
+    """Back up one hosted cluster's etcd to S3."""
+    from flows.etcd_backup import EtcdBackupParams, etcd_backup
+
+    params = _params(EtcdBackupParams, hosted_cluster=cluster, bucket=bucket, prefix=prefix,
+                     management=_access(kubeconfig, context), management_cluster=management_cluster, mode=mode,
+                     verify=verify, encryption={"sse": sse, "kms_key_id": kms_key_id}, dry_run=dry_run,
+                     operation_id=operation_id, break_lock_held_by=break_lock_held_by,
+                     approval={"pre_approved_by": approved_by} if approved_by else None)
+    _finish(etcd_backup(params, return_state=True), lambda report: report.to_markdown())
+
+
+@run_app.command("fleet-backup")
+def run_fleet_backup(
+    bucket: str = typer.Option(..., "--bucket"),
+    kubeconfig: Path = typer.Option(None, "--kubeconfig"),
+    context: str = typer.Option(None, "--context"),
+    management_cluster: str = typer.Option(None, "--management-cluster"),
+    prefix: str = typer.Option("hcp-backups", "--prefix"),
+    namespace: str = typer.Option(None, "--namespace", help="only HostedClusters in this namespace"),
+    selector: str = typer.Option(None, "--selector", "-l", help="label selector on HostedClusters"),
+    concurrency: int = typer.Option(4, "--concurrency"),
+    keep_last: int = typer.Option(7, "--keep-last"),
+    keep_daily_days: int = typer.Option(14, "--keep-daily-days"),
+    no_retention: bool = typer.Option(False, "--no-retention", help="back up only; delete nothing"),
+    dry_run: bool = typer.Option(False, "--dry-run"),
+) -> None:
+    """Back up every hosted cluster of a management cluster, then apply retention."""
+    from flows.fleet_backup import FleetBackupParams, fleet_backup
+
+    params = _params(FleetBackupParams, bucket=bucket, prefix=prefix, management=_access(kubeconfig, context),
+                     management_cluster=management_cluster, namespace=namespace, label_selector=selector,
+                     concurrency=concurrency, retention={"keep_last": keep_last, "keep_daily_days": keep_daily_days},
+                     apply_retention=not no_retention, dry_run=dry_run)
+    _finish(fleet_backup(params, return_state=True), lambda report: report.to_markdown())
+
+
+def recover_command(
+    operation_id: str = typer.Argument(..., help="the operation whose run died (op-<UTC time>-<hex>)"),
+    kubeconfig: Path = typer.Option(None, "--kubeconfig"),
+    context: str = typer.Option(None, "--context", help="the management cluster's context"),
+    management_cluster: str = typer.Option(None, "--management-cluster"),
+) -> None:
+    """Put back what a dead run lowered (replicas, pausedUntil) and release its lock."""
+    from flows.recover import RecoverParams, recover
+
+    params = _params(RecoverParams, operation_id=operation_id, management=_access(kubeconfig, context),
+                     management_cluster=management_cluster)
+    _finish(recover(params, return_state=True),
+            lambda reports: "\n".join(r.to_markdown() for r in reports) or f"{operation_id}: nothing to recover")
+
+
+def approve_command(
+    run_id: str = typer.Argument(..., help="the paused or suspended flow run's id"),
+    approver: str = typer.Option(..., "--approver", help="your name (recorded)"),
+    reject: bool = typer.Option(False, "--reject", help="stop the run instead (nothing destructive happens)"),
+    comment: str = typer.Option(None, "--comment"),
+) -> None:
+    """Answer a runbook's approval gate (needs PREFECT_API_URL of the server the run is on)."""
+    from prefect.flow_runs import resume_flow_run
+
+    try:
+        flow_run_id = UUID(run_id)
+    except ValueError:
+        raise typer.BadParameter("not a flow run id (a UUID, shown in the UI and in the run's log)") from None
+    decision: dict[str, Any] = {"approved": not reject, "approver": approver}
+    if comment:
+        decision["comment"] = comment
+    try:
+        resume_flow_run(flow_run_id, run_input=decision)
+    except Exception as exc:
+        typer.echo(f"error: could not resume {run_id}: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"{'rejected' if reject else 'approved'} {run_id} as {approver}")
+
+
+@backups_app.command("list")
+def backups_list(
+    bucket: str = typer.Option(..., "--bucket"),
+    prefix: str = typer.Option("hcp-backups", "--prefix"),
+    cluster: str = typer.Option(None, "--cluster", help="NAMESPACE/NAME"),
+    management_cluster: str = typer.Option(None, "--management-cluster"),
+    endpoint_url: str = typer.Option(None, "--endpoint-url", help="an S3-compatible endpoint"),
+) -> None:
+    """Backups (complete, and incomplete prefixes without a manifest) from their manifests."""
+    from hcp.backup_catalog import BackupCatalogError, format_table, list_backups
+    from hcp.naming import HostedClusterRef, InvalidNameError
+
+    try:
+        ref = HostedClusterRef.parse(cluster) if cluster else None
+        entries = list_backups(AwsAccess(endpoint_url=endpoint_url).s3_client(), bucket, prefix,
+                               management_cluster=management_cluster, hosted_cluster=ref)
+    except (BackupCatalogError, InvalidNameError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(format_table(entries) if entries else f"no backups under s3://{bucket}/{prefix}")
+
+
