@@ -269,6 +269,7 @@ def etcd_backup(params: EtcdBackupParams) -> RunReport:
                 steps_seconds={s.name: round(s.seconds, 3) for s in rb.report.steps if s.outcome == "done"}))
         manifest_url = rb.step(write_manifest, target, params.aws, location.url, manifest, params.encryption)
         rb.changed("backup-written", f"wrote the manifest {manifest_url}: the backup is complete", url=location.url)
+        rb.report.location, rb.report.size_bytes = location.url, info.size_bytes
         rb.report.figures.update({"member": info.member, "revision": str(info.revision),
                                   "keys (snapshot status)": str(info.total_keys), "size": f"{info.size_bytes} bytes",
                                   "sha256": info.sha256, "mode": params.mode})

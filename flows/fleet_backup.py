@@ -38,7 +38,7 @@ from hcp.retention import RetentionPolicy
 from tasks.fleet import ClusterBackup, FleetReport, apply_backup_retention, discover_hosted_clusters, \
     publish_backup_table, publish_fleet_report
 from tasks.gates import GateSettings
-from tasks.runbook import RunbookError, _describe, operation_id_for_run
+from tasks.runbook import RunbookError, describe_error, operation_id_for_run
 from tasks.storage import Encryption
 
 __all__ = ["FleetBackupParams", "fleet_backup", "FleetBackupFailed", "backup_one"]
@@ -126,12 +126,6 @@ def _run_name() -> str:
     return f"fleet-backup@{mgmt}/{scope}" + (" (dry run)" if params.get("dry_run") else "")
 
 
-def _size_bytes(report: RunReport) -> int | None:
-    # etcd-backup reports the snapshot size only as the figure "<n> bytes"
-    size = report.figures.get("size", "")
-    return int(size.split()[0]) if size.endswith(" bytes") and size.split()[0].isdigit() else None
-
-
 # A task (so that a thread pool bounds how many run at once) defined here, not in tasks/, because it
 # runs a flow. NO_CACHE: every fleet run must run the subflow, which resumes from its own checkpoints.
 @task(name="backup-hosted-cluster", task_run_name="backup-{hosted_cluster}", cache_policy=NO_CACHE)
@@ -151,12 +145,12 @@ def backup_one(params: FleetBackupParams, hosted_cluster: str, operation_id: str
     run_id = str(state.state_details.flow_run_id) if state.state_details.flow_run_id else None
     if not state.is_completed():
         outcome = state.result(raise_on_failure=False)
-        error = _describe(outcome) if isinstance(outcome, BaseException) else (state.message or state.name)
+        error = describe_error(outcome) if isinstance(outcome, BaseException) else (state.message or state.name)
         return ClusterBackup(hosted_cluster=hosted_cluster, status="failed", error=error, started_at=started,
                              finished_at=finished, flow_run_id=run_id)
     report: RunReport = state.result()
     return ClusterBackup(hosted_cluster=hosted_cluster, status="planned" if report.status == "planned" else "succeeded",
-                         location=report.figures.get("backup location"), size_bytes=_size_bytes(report),
+                         location=report.location or report.figures.get("backup location"), size_bytes=report.size_bytes,
                          started_at=started, finished_at=finished, flow_run_id=run_id)
 
 
@@ -168,7 +162,7 @@ def _collect(hosted_cluster: str, future: PrefectFuture[ClusterBackup]) -> Clust
         return outcome
     now = datetime.now(timezone.utc)
     return ClusterBackup(hosted_cluster=hosted_cluster, status="failed", started_at=now, finished_at=now,
-                         error=f"the fleet could not run its etcd-backup ({_describe(outcome)}); run etcd-backup for "
+                         error=f"the fleet could not run its etcd-backup ({describe_error(outcome)}); run etcd-backup for "
                                "it by hand, and report this as a bug of fleet-backup")
 
 

@@ -40,6 +40,9 @@ class RunReport(BaseModel):
     figures: dict[str, str] = Field(default_factory=dict)
     plan: list[PlanStep] = Field(default_factory=list)
     error: str | None = None
+    # what the run produced, for callers (fleet summaries, incident tooling)
+    location: str | None = None
+    size_bytes: int | None = None
 
     def finish(self, status: Literal["succeeded", "failed", "planned"], error: str | None = None) -> None:
         self.status, self.error, self.finished_at = status, error, datetime.now(timezone.utc)

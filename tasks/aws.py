@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 from hcp.aws_access import AwsAccess
@@ -9,7 +10,10 @@ from hcp.aws_access import AwsAccess
 __all__ = ["s3_client"]
 
 
+@lru_cache(maxsize=16)
 def s3_client(aws: AwsAccess) -> Any:
+    """One client per access (clients are thread-safe; building one parses botocore's models, which
+    holds the GIL long enough to slow concurrent backups down)."""
     session = None
     if aws.credentials_block:
         try:

@@ -27,7 +27,7 @@ from hcp.run_target import RunTarget
 from hcp.undo_journal import UndoAction, UndoJournal
 from tasks.events import emit_change
 
-__all__ = ["Runbook", "RunbookError", "LockBusy", "operation_id_for_run", "artifact_key"]
+__all__ = ["Runbook", "RunbookError", "LockBusy", "operation_id_for_run", "artifact_key", "describe_error"]
 
 LOCK_SECONDS = 60
 
@@ -59,7 +59,7 @@ def artifact_key(*parts: str) -> str:
     return "".join(c if c.isalnum() and c.isascii() else "-" for c in raw).strip("-")[:200]
 
 
-def _describe(exc: BaseException) -> str:
+def describe_error(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
     return text if isinstance(exc, RunbookError) else f"{type(exc).__name__}: {text}"
 
@@ -103,7 +103,7 @@ class Runbook:
             result = state.result()
         except BaseException as exc:
             self.report.steps.append(StepRecord(name=task.name, started_at=started, seconds=time.monotonic() - t0,
-                                                outcome="failed", detail=_describe(exc)[:300]))
+                                                outcome="failed", detail=describe_error(exc)[:300]))
             raise
         outcome = "resumed" if state.name == "Cached" else "done"
         self.report.steps.append(StepRecord(name=task.name, started_at=started, seconds=time.monotonic() - t0,
@@ -204,7 +204,7 @@ class Runbook:
                 fn()
                 self.report.undone.append(description)
             except BaseException as exc:
-                self.report.undone.append(f"cleanup failed: {description}: {_describe(exc)}")
+                self.report.undone.append(f"cleanup failed: {description}: {describe_error(exc)}")
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -224,10 +224,10 @@ class Runbook:
             try:
                 self.unwind("undo")
             except BaseException as undo_exc:  # keep the original error; say the undo needs a hand
-                self.report.undone.append(f"UNDO FAILED: {_describe(undo_exc)}; run `hcp-runbooks recover "
+                self.report.undone.append(f"UNDO FAILED: {describe_error(undo_exc)}; run `hcp-runbooks recover "
                                           f"{self.target.operation_id}` once the cause is fixed")
             self._run_cleanups()
-            self.report.finish("failed", _describe(exc))
+            self.report.finish("failed", describe_error(exc))
             self.outcome = "failed"
         else:
             self.outcome = "planned" if self.dry_run else "succeeded"
