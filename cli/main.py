@@ -32,11 +32,27 @@ def version() -> None:
 def demo(
     data_dir: Path = typer.Option(None, "--dir", help="Where the simulator keeps its files (default: a temporary directory)."),
 ) -> None:
-    """The main job on the embedded simulator (until the runbooks land: a smoke scenario)."""
-    from hcpsim.demo import run_smoke  # the demo wires the simulator in; product code never imports it
+    """The main job on the embedded simulator: an etcd backup of a simulated hosted cluster, end to end."""
+    from cli.demo import run_demo
 
     if data_dir is None:
         with tempfile.TemporaryDirectory(prefix="hcp-demo-") as tmp:
+            ok = run_demo(Path(tmp), typer.echo)
+    else:
+        ok = run_demo(data_dir, typer.echo)
+    if not ok:
+        raise typer.Exit(1)
+
+
+@sim_app.command("smoke")
+def sim_smoke(
+    data_dir: Path = typer.Option(None, "--dir", help="Where the simulator keeps its files (default: a temporary directory)."),
+) -> None:
+    """A tour of the simulated world (etcd health, keys, DNS records, hosted nodes, kubectl views)."""
+    from hcpsim.demo import run_smoke  # the demo wires the simulator in; product code never imports it
+
+    if data_dir is None:
+        with tempfile.TemporaryDirectory(prefix="hcp-smoke-") as tmp:
             run_smoke(Path(tmp), typer.echo)
     else:
         run_smoke(data_dir, typer.echo)

@@ -1,0 +1,50 @@
+"""`hcp-runbooks run etcd-backup`, `backups list`, `recover` and bad input, through the CLI."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Any
+
+from typer.testing import CliRunner
+
+from cli.main import app
+from hcp.cluster_access import ClusterAccess
+
+
+def _base(access: ClusterAccess) -> list[str]:
+    return ["--kubeconfig", str(access.kubeconfig), "--context", "mgmt1"]
+
+
+def test_run_etcd_backup_prints_the_report_and_backups_list_shows_it(prefect_server: Path, access: ClusterAccess,
+                                                                      bucket: str) -> None:
+    prefix = f"cli-{uuid.uuid4().hex[:6]}"
+    result = CliRunner().invoke(app, ["run", "etcd-backup", "--cluster", "clusters/demo", "--bucket", bucket,
+                                      "--prefix", prefix, *_base(access)])
+    assert result.exit_code == 0, result.output
+    assert "etcd-backup of clusters/demo on mgmt1: succeeded" in result.output
+    listing = CliRunner().invoke(app, ["backups", "list", "--bucket", bucket, "--prefix", prefix,
+                                       "--cluster", "clusters/demo"])
+    assert listing.exit_code == 0, listing.output
+    assert "clusters/demo" in listing.output and "complete" in listing.output and "online" in listing.output
+
+
+def test_dry_run_prints_the_plan(prefect_server: Path, access: ClusterAccess, bucket: str, s3: Any) -> None:
+    prefix = f"cli-{uuid.uuid4().hex[:6]}"
+    result = CliRunner().invoke(app, ["run", "etcd-backup", "--cluster", "clusters/demo", "--bucket", bucket,
+                                      "--prefix", prefix, "--mode", "quiesced", "--dry-run", *_base(access)])
+    assert result.exit_code == 0, result.output
+    assert "planned" in result.output and "scale deployment/kube-apiserver --replicas=0" in result.output
+    assert s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("KeyCount", 0) == 0
+
+
+def test_failures_exit_non_zero_with_the_reason(prefect_server: Path, access: ClusterAccess, bucket: str) -> None:
+    bad = CliRunner().invoke(app, ["run", "etcd-backup", "--cluster", "no-slash", "--bucket", bucket, *_base(access)])
+    assert bad.exit_code == 2 and "NAMESPACE/NAME" in bad.output
+    missing = CliRunner().invoke(app, ["run", "etcd-backup", "--cluster", "clusters/nope", "--bucket", bucket,
+                                       *_base(access)])
+    assert missing.exit_code == 1 and "not found" in missing.output
+    nothing = CliRunner().invoke(app, ["recover", "op-20260101T000000Z-abcdef", *_base(access)])
+    assert nothing.exit_code == 0 and "nothing to recover" in nothing.output
+    unknown = CliRunner().invoke(app, ["backups", "list", "--bucket", "no-such-bucket-hcp"])
+    assert unknown.exit_code == 1 and "no-such-bucket-hcp" in unknown.output
