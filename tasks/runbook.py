@@ -13,9 +13,11 @@ import time
 from datetime import datetime, timezone
 from types import TracebackType
 from typing import Any, Callable, Literal
+from uuid import UUID
 
 from kubernetes import client
 from prefect import get_run_logger
+from prefect.client.orchestration import get_client
 from prefect.artifacts import create_markdown_artifact
 from prefect.exceptions import MissingContextError, Pause
 from prefect.runtime import flow_run
@@ -48,9 +50,11 @@ def operation_id_for_run(given: str | None) -> str:
     run_id = flow_run.id
     if not run_id:
         return new_operation_id()
-    started = flow_run.scheduled_start_time
-    when = datetime.fromisoformat(str(started)) if started else datetime.now(timezone.utc)
-    return f"op-{utc_timestamp(when.astimezone(timezone.utc))}-{str(run_id).replace('-', '')[:6]}"
+    # The run's creation time, not its scheduled time: a retry reschedules the same run.
+    with get_client(sync_client=True) as c:
+        created = c.read_flow_run(UUID(str(run_id))).created
+    when = created.astimezone(timezone.utc) if created else datetime.now(timezone.utc)
+    return f"op-{utc_timestamp(when)}-{str(run_id).replace('-', '')[:6]}"
 
 
 def artifact_key(*parts: str) -> str:
