@@ -1,8 +1,9 @@
 """Every runbook as a Prefect deployment, and `register()` that puts them on a running server.
 
-Local use: a process work pool (`prefect worker start --pool hcp-runbooks`) runs them from this
-checkout. On a management cluster the same deployments run in a Kubernetes work pool (see
-infra/). The fleet backup gets a nightly cron schedule when its parameters are given.
+A process work pool (`prefect worker start --pool hcp-runbooks`) runs them from the checkout (or
+the installed package) they were registered from: locally, or in the worker Deployment of infra/
+(register from inside that image). The fleet backup gets a nightly cron schedule when its
+parameters are given.
 """
 
 from __future__ import annotations

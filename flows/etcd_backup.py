@@ -17,16 +17,15 @@ import kubernetes
 import prefect
 from prefect import flow
 from prefect.runtime import flow_run
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, Field
 
 from hcp import backup_manifest
 from hcp.aws_access import AwsAccess
-from hcp.cluster_access import ClusterAccess
 from hcp.etcd_member import MemberStatus, choose_member
 from hcp.etcd_tools import tool_versions
 from hcp.hosted_cluster import QUIESCE_DEPLOYMENTS, HostedClusterInfo
-from hcp.naming import BackupLocation, HostedClusterRef, normalize_prefix, operation_id_time, validate_bucket, \
-    validate_operation_id
+from hcp.naming import BackupLocation, operation_id_time
+from hcp.params import BucketName, HostedClusterName, KeyPrefix, ManagementParams, OperationId
 from hcp.plan import PlanStep
 from hcp.report import RunReport
 from hcp.run_target import RunTarget
@@ -43,62 +42,25 @@ __all__ = ["EtcdBackupParams", "etcd_backup", "backup_plan"]
 VERSION = "0.1.0"
 
 
-class EtcdBackupParams(BaseModel):
+class EtcdBackupParams(ManagementParams):
     """Parameters of etcd-backup (the UI's form). No secrets: access is a kubeconfig path and
     context (or in-cluster) and the standard AWS configuration."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    hosted_cluster: str = Field(description="the HostedCluster, NAMESPACE/NAME (e.g. clusters/prod-east-1)")
-    bucket: str = Field(description="S3 bucket for the backups")
-    prefix: str = Field(default="hcp-backups", description="key prefix inside the bucket")
-    management: ClusterAccess = Field(default_factory=ClusterAccess, description="how to reach the management cluster")
-    management_cluster: str | None = Field(default=None, description="the management cluster's name in backup paths "
-                                           "and events; default: the kubeconfig context")
+    hosted_cluster: HostedClusterName = Field(description="the HostedCluster, NAMESPACE/NAME (e.g. clusters/prod-east-1)")
+    bucket: BucketName = Field(description="S3 bucket for the backups")
+    prefix: KeyPrefix = Field(default="hcp-backups", description="key prefix inside the bucket")
     aws: AwsAccess = Field(default_factory=AwsAccess)
     encryption: Encryption = Field(default_factory=Encryption, description="server-side encryption of every object")
     mode: Literal["online", "quiesced"] = "online"
     verify: Literal["sha256", "full"] = Field(default="sha256", description="full: also restore the uploaded "
                                               "snapshot into a throwaway etcd and count its keys")
     dry_run: bool = Field(default=False, description="run the checks, change nothing, return the plan")
-    operation_id: str | None = Field(default=None, description="continue this operation (skips its finished steps)")
+    operation_id: OperationId | None = Field(default=None, description="continue this operation (skips its "
+                                             "finished steps)")
     approval: GateSettings = Field(default_factory=GateSettings)
     break_lock_held_by: str | None = Field(default=None, description="break a lock left by this dead operation "
                                            "(asks for approval)")
     timeout_seconds: float = Field(default=600, gt=0, description="for scaling the API servers down and up")
-
-    @field_validator("hosted_cluster")
-    @classmethod
-    def _cluster(cls, v: str) -> str:
-        HostedClusterRef.parse(v)
-        return v
-
-    @field_validator("bucket")
-    @classmethod
-    def _bucket(cls, v: str) -> str:
-        return validate_bucket(v)
-
-    @field_validator("prefix")
-    @classmethod
-    def _prefix(cls, v: str) -> str:
-        return normalize_prefix(v)
-
-    @field_validator("operation_id")
-    @classmethod
-    def _op(cls, v: str | None) -> str | None:
-        return validate_operation_id(v) if v else None
-
-    @model_validator(mode="after")
-    def _consistent(self) -> EtcdBackupParams:
-        if self.encryption.kms_key_id and self.encryption.sse != "aws:kms":
-            raise ValueError("encryption.kms_key_id needs encryption.sse = 'aws:kms'")
-        if self.management_cluster is None and not self.management.context:
-            raise ValueError("management_cluster is required when management.context is not given")
-        return self
-
-    @property
-    def management_cluster_name(self) -> str:
-        return self.management_cluster or self.management.context or ""
 
 
 def _run_name() -> str:

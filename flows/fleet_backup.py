@@ -26,13 +26,11 @@ from prefect.cache_policies import NO_CACHE
 from prefect.futures import PrefectFuture
 from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError
 
 from flows.etcd_backup import EtcdBackupParams, etcd_backup
 from hcp.aws_access import AwsAccess
-from hcp.cluster_access import ClusterAccess
-from hcp.naming import normalize_prefix, validate_bucket, validate_dns1123_label, validate_management_cluster, \
-    validate_operation_id
+from hcp.params import BucketName, KeyPrefix, ManagementParams, NamespaceName, OperationId
 from hcp.report import RunReport
 from hcp.retention import RetentionPolicy
 from tasks.fleet import ClusterBackup, FleetReport, apply_backup_retention, discover_hosted_clusters, \
@@ -48,19 +46,14 @@ class FleetBackupFailed(RunbookError):
     """At least one hosted cluster was not backed up, or retention had an error."""
 
 
-class FleetBackupParams(BaseModel):
+class FleetBackupParams(ManagementParams):
     """Parameters of fleet-backup (the UI's form). No mode: every backup is online (see the module)."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    management: ClusterAccess = Field(default_factory=ClusterAccess, description="how to reach the management cluster")
-    management_cluster: str | None = Field(default=None, description="the management cluster's name in backup paths "
-                                           "and events; default: the kubeconfig context")
-    namespace: str | None = Field(default=None, description="only HostedClusters in this namespace; default: all")
+    namespace: NamespaceName | None = Field(default=None, description="only HostedClusters in this namespace; default: all")
     label_selector: str | None = Field(default=None, description="only HostedClusters matching this label selector, "
                                        "e.g. 'backup=nightly'")
-    bucket: str = Field(description="S3 bucket for the backups")
-    prefix: str = Field(default="hcp-backups", description="key prefix inside the bucket")
+    bucket: BucketName = Field(description="S3 bucket for the backups")
+    prefix: KeyPrefix = Field(default="hcp-backups", description="key prefix inside the bucket")
     aws: AwsAccess = Field(default_factory=AwsAccess)
     encryption: Encryption = Field(default_factory=Encryption, description="server-side encryption of every object")
     verify: Literal["sha256", "full"] = Field(default="sha256", description="full: also restore each uploaded "
@@ -72,42 +65,9 @@ class FleetBackupParams(BaseModel):
                                   "outside the filters or deleted since: the newest complete backup always stays)")
     dry_run: bool = Field(default=False, description="plan each backup and list what retention would delete; "
                           "change nothing")
-    operation_id: str | None = Field(default=None, description="continue this operation (each cluster skips its "
+    operation_id: OperationId | None = Field(default=None, description="continue this operation (each cluster skips its "
                                      "finished steps)")
     approval: GateSettings = Field(default_factory=GateSettings, description="passed to each cluster's etcd-backup")
-
-    @field_validator("bucket")
-    @classmethod
-    def _bucket(cls, v: str) -> str:
-        return validate_bucket(v)
-
-    @field_validator("prefix")
-    @classmethod
-    def _prefix(cls, v: str) -> str:
-        return normalize_prefix(v)
-
-    @field_validator("namespace")
-    @classmethod
-    def _namespace(cls, v: str | None) -> str | None:
-        return validate_dns1123_label(v, "namespace") if v else None
-
-    @field_validator("operation_id")
-    @classmethod
-    def _op(cls, v: str | None) -> str | None:
-        return validate_operation_id(v) if v else None
-
-    @model_validator(mode="after")
-    def _consistent(self) -> FleetBackupParams:
-        if self.encryption.kms_key_id and self.encryption.sse != "aws:kms":
-            raise ValueError("encryption.kms_key_id needs encryption.sse = 'aws:kms'")
-        if self.management_cluster is None and not self.management.context:
-            raise ValueError("management_cluster is required when management.context is not given")
-        validate_management_cluster(self.management_cluster_name)  # it names the artifacts: fail before any work
-        return self
-
-    @property
-    def management_cluster_name(self) -> str:
-        return self.management_cluster or self.management.context or ""
 
     def cluster_params(self, hosted_cluster: str, operation_id: str) -> EtcdBackupParams:
         """One hosted cluster's etcd-backup: always online, under the fleet's operation id."""

@@ -12,10 +12,9 @@ from typing import Any
 
 from prefect import flow
 from prefect.runtime import flow_run
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, Field
 
-from hcp.cluster_access import ClusterAccess
-from hcp.naming import validate_operation_id
+from hcp.params import ManagementParams, OperationId
 from hcp.report import RunReport
 from hcp.run_target import RunTarget
 from tasks.hosted_cluster import restore_availability
@@ -25,24 +24,9 @@ from tasks.runbook import Runbook
 __all__ = ["RecoverParams", "recover"]
 
 
-class RecoverParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    operation_id: str = Field(description="the operation to recover (op-<UTC time>-<hex>)")
-    management: ClusterAccess = Field(default_factory=ClusterAccess)
-    management_cluster: str | None = Field(default=None, description="default: the kubeconfig context")
+class RecoverParams(ManagementParams):
+    operation_id: OperationId = Field(description="the operation to recover (op-<UTC time>-<hex>)")
     timeout_seconds: float = Field(default=600, gt=0)
-
-    @field_validator("operation_id")
-    @classmethod
-    def _op(cls, v: str) -> str:
-        return validate_operation_id(v)
-
-    @model_validator(mode="after")
-    def _mgmt(self) -> RecoverParams:
-        if self.management_cluster is None and not self.management.context:
-            raise ValueError("management_cluster is required when management.context is not given")
-        return self
 
 
 def _run_name() -> str:
@@ -54,7 +38,7 @@ def _run_name() -> str:
 
 @flow(name="recover", flow_run_name=_run_name)
 def recover(params: RecoverParams) -> list[RunReport]:
-    mgmt = params.management_cluster or params.management.context or ""
+    mgmt = params.management_cluster_name
     reports = []
     for cluster in find_operation_clusters(params.management, params.operation_id):
         target = RunTarget(management=params.management, management_cluster=mgmt, hosted_cluster=cluster,

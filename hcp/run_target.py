@@ -6,10 +6,11 @@ the backup location, so a re-run with the same operation id continues the same o
 from __future__ import annotations
 
 from kubernetes import client
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict
 
 from hcp.cluster_access import ClusterAccess
-from hcp.naming import HostedClusterRef, validate_management_cluster, validate_operation_id
+from hcp.naming import HostedClusterRef
+from hcp.params import HostedClusterName, ManagementClusterName, OperationId
 
 __all__ = ["RunTarget"]
 
@@ -18,25 +19,9 @@ class RunTarget(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     management: ClusterAccess
-    management_cluster: str  # the name backups and events use for the management cluster
-    hosted_cluster: str  # NAMESPACE/NAME
-    operation_id: str
-
-    @field_validator("hosted_cluster")
-    @classmethod
-    def _ref(cls, value: str) -> str:
-        HostedClusterRef.parse(value)
-        return value
-
-    @field_validator("operation_id")
-    @classmethod
-    def _op(cls, value: str) -> str:
-        return validate_operation_id(value)
-
-    @field_validator("management_cluster")
-    @classmethod
-    def _mgmt(cls, value: str) -> str:
-        return validate_management_cluster(value)
+    management_cluster: ManagementClusterName  # the name backups and events use for the management cluster
+    hosted_cluster: HostedClusterName  # NAMESPACE/NAME
+    operation_id: OperationId
 
     @property
     def ref(self) -> HostedClusterRef:

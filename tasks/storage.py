@@ -10,7 +10,7 @@ from typing import Any, Iterator
 from botocore.exceptions import BotoCoreError, ClientError
 from prefect import task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
-from pydantic import BaseModel
+from pydantic import BaseModel, model_validator
 
 from hcp import etcd_member, s3_transfer
 from hcp.aws_access import AwsAccess
@@ -39,6 +39,12 @@ class BucketError(RuntimeError):
 class Encryption(BaseModel):
     sse: SSE = "AES256"
     kms_key_id: str | None = None
+
+    @model_validator(mode="after")
+    def _kms(self) -> Encryption:
+        if self.kms_key_id and self.sse != "aws:kms":
+            raise ValueError("encryption.kms_key_id needs encryption.sse = 'aws:kms'")
+        return self
 
     def args(self) -> dict[str, Any]:
         return {"sse": self.sse, "kms_key_id": self.kms_key_id}
