@@ -369,13 +369,29 @@ def _start_child(p: EtcdBackupParams, storage: Path) -> subprocess.Popen[bytes]:
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def _kill_when_quiesced(child: subprocess.Popen[bytes], mgmt: client.ApiClient, cluster: str) -> None:
+def _kill_when_quiesced(child: subprocess.Popen[bytes], mgmt: client.ApiClient, cluster: str,
+                        sig: int = signal.SIGKILL) -> None:
     ns = HostedClusterRef.parse(cluster).control_plane_namespace
     apps = client.AppsV1Api(mgmt)
     wait_for(lambda: child.poll() is not None or apps.read_namespaced_deployment_scale("kube-apiserver", ns).spec.replicas == 0,
              "the child run to scale kube-apiserver down", timeout=120)
-    child.send_signal(signal.SIGKILL)
-    child.wait(30)
+    child.send_signal(sig)
+    child.wait(120)
+
+
+def test_a_cancelled_run_undoes_what_it_lowered(prefect_server: Path, mgmt: client.ApiClient, access: ClusterAccess,
+                                                s3: Any, bucket: str, new_cluster: Callable[[], str]) -> None:
+    """Cancelling a worker's run sends SIGTERM to its process: the run undoes before it exits."""
+    cluster = new_cluster()
+    before = _replicas(mgmt, cluster)
+    p = params(access, bucket, cluster, mode="quiesced", approval={"pre_approved_by": "erin"})
+    child = _start_child(p, prefect_server)
+    _kill_when_quiesced(child, mgmt, cluster, signal.SIGTERM)
+    assert child.returncode != 0
+    assert _hc(mgmt, cluster)["spec"].get("pausedUntil") is None
+    assert _replicas(mgmt, cluster) == before
+    assert _no_journal_left(mgmt)
+    assert not any(k.endswith("manifest.json") for k in _objects(s3, bucket, p.prefix))
 
 
 def test_killed_run_rerun_with_the_same_operation_id_restores_and_does_nothing_twice(
