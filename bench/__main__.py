@@ -1,5 +1,7 @@
 """`python -m bench` (or `./dev bench`): every benchmark of the project, each printing its figures and
-its ratio against a baseline measured in the same run. Not tests: nothing here fails a build."""
+its ratio against a baseline measured in the same run. Not tests: nothing here fails a build.
+
+`python -m bench backup [--quick | --help]`: only the etcd backup bench (bench/backup_bench.py)."""
 
 from __future__ import annotations
 
@@ -7,10 +9,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bench import api_latency, sim_start, world_bench
+from bench import api_latency, backup_bench, sim_start, world_bench
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["backup"]:
+        backup_bench.main(sys.argv[2:])
+        return
     print("== simulator start (issue 2)")
     sim_start.run()
     print("\n== API latency through the official client (issue 2)")
@@ -23,6 +28,8 @@ def main() -> None:
     world_bench.world_memory()
     world_bench.etcd_fill(256)
     print("(1 GiB fill: python -m bench.world_bench --fill-gib)")
+    print("\n== etcd backup (issue 4; sizes: python -m bench backup --help)")
+    backup_bench.main([])
 
 
 if __name__ == "__main__":
