@@ -433,3 +433,17 @@ def test_recover_puts_back_what_a_killed_run_lowered(prefect_server: Path, mgmt:
     assert not LeaseLock.for_hosted_cluster(mgmt, ref.namespace, ref.name, op).get().holder
     assert _no_journal_left(mgmt)
     assert recover(RecoverParams(operation_id=op, management=access)) == []  # nothing left: nothing to do
+
+
+def test_kms_encryption_with_a_key_id(prefect_server: Path, rb_world: Any, access: ClusterAccess, s3: Any,
+                                      bucket: str) -> None:
+    key_id = rb_world.aws.client("kms").create_key(Description="hcp backups")["KeyMetadata"]["KeyId"]
+    p = params(access, bucket, "clusters/demo", encryption={"sse": "aws:kms", "kms_key_id": key_id})
+    report = etcd_backup(p)
+    assert report.status == "succeeded", report.error
+    manifest = backup_catalog.list_backups(s3, bucket, p.prefix)[0].manifest
+    assert manifest is not None
+    manifest_object = manifest.snapshot_key.rsplit("/", 1)[0] + "/manifest.json"
+    for key in [*manifest.object_keys, manifest_object]:
+        head = s3.head_object(Bucket=bucket, Key=key)
+        assert head["ServerSideEncryption"] == "aws:kms" and key_id in head["SSEKMSKeyId"]
