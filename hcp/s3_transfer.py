@@ -1,7 +1,8 @@
 """Streamed S3 transfers: upload an iterable of byte chunks with bounded memory, download as chunks.
 
-`upload_stream` holds at most one part in memory (plus the chunk being added), computes the
-SHA-256 of exactly the bytes it sent, and leaves nothing behind on failure: a multipart upload is
+`upload_stream` reads the source in order (computing the SHA-256 of exactly the bytes it sends)
+while up to `concurrency` parts upload at once, so reading the source overlaps the uploads; it holds
+at most `concurrency + 1` parts in memory (plus the chunk being added), and leaves nothing behind on failure: a multipart upload is
 aborted whatever the error (the source iterator raising, e.g. a cut exec stream, included). Objects
 smaller than one part go up as a single PutObject. A part that fails is retried a few times with the
 same bytes (on top of whatever retries the boto3 client does itself).
@@ -14,6 +15,7 @@ import io
 import logging
 import time
 from collections.abc import Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -61,14 +63,15 @@ def _sse_args(sse: SSE | None, kms_key_id: str | None) -> dict[str, str]:
 
 def upload_stream(s3_client: Any, bucket: str, key: str, chunks: Iterable[bytes], *, part_size: int = 8 * MiB,
                   sse: SSE | None = None, kms_key_id: str | None = None, content_type: str = "application/octet-stream",
-                  metadata: dict[str, str] | None = None, part_attempts: int = 4, retry_delay: float = 0.5) -> UploadResult:
+                  metadata: dict[str, str] | None = None, part_attempts: int = 4, retry_delay: float = 0.5,
+                  concurrency: int = 4) -> UploadResult:
     """Upload the concatenation of `chunks` to s3://bucket/key; see the module docstring. The
     source is closed at the end if it has close() (a generator over an exec stream: its connection)."""
     source = iter(chunks)
     try:
         return _upload(s3_client, bucket, key, source, part_size=part_size, sse=sse, kms_key_id=kms_key_id,
                        content_type=content_type, metadata=metadata, part_attempts=part_attempts,
-                       retry_delay=retry_delay)
+                       retry_delay=retry_delay, concurrency=concurrency)
     finally:
         close = getattr(source, "close", None)
         if close is not None:
@@ -77,25 +80,26 @@ def upload_stream(s3_client: Any, bucket: str, key: str, chunks: Iterable[bytes]
 
 def _upload(s3_client: Any, bucket: str, key: str, source: Iterator[bytes], *, part_size: int, sse: SSE | None,
             kms_key_id: str | None, content_type: str, metadata: dict[str, str] | None, part_attempts: int,
-            retry_delay: float) -> UploadResult:
+            retry_delay: float, concurrency: int) -> UploadResult:
     if part_size < MIN_PART_SIZE:
         raise ValueError(f"part_size must be at least {MIN_PART_SIZE} bytes (S3's minimum part size)")
     if part_attempts < 1:
         raise ValueError("part_attempts must be at least 1")
+    if concurrency < 1:
+        raise ValueError("concurrency must be at least 1")
     extra: dict[str, Any] = {"ContentType": content_type, **_sse_args(sse, kms_key_id)}
     if metadata:
         extra["Metadata"] = dict(metadata)
     digest = hashlib.sha256()
     size = 0
-    buf = bytearray()   # the one part held in memory
     carry = b""          # the rest of a chunk that straddled the previous part's end
     exhausted = False
 
     def fill() -> bytearray:
-        """The next part's bytes (part_size of them; fewer only at the end of the source). The
-        buffer is reused: the caller is done with the previous part when it asks for the next."""
+        """The next part's bytes (part_size of them; fewer only at the end of the source), in a
+        buffer of its own: earlier parts may still be uploading."""
         nonlocal carry, exhausted, size
-        buf.clear()
+        buf = bytearray()
         if carry:
             buf.extend(carry[:part_size])
             carry = carry[part_size:]
@@ -128,29 +132,48 @@ def _upload(s3_client: Any, bucket: str, key: str, source: Iterator[bytes], *, p
         return UploadResult(bucket, key, size, digest.hexdigest(), response["ETag"].strip('"'), 0)
 
     upload_id = s3_client.create_multipart_upload(Bucket=bucket, Key=key, **extra)["UploadId"]
-    parts: list[dict[str, Any]] = []
+    etags: dict[int, str] = {}
+
+    def send(number: int, part_body: bytearray) -> None:
+        def attempt() -> Any:
+            with _PartReader(part_body) as reader:  # released even when the attempt fails
+                return s3_client.upload_part(Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number,
+                                             Body=reader, **_sse_part_args(sse, kms_key_id))
+        response = _with_retries(attempt, part_attempts, retry_delay, f"UploadPart {number} of s3://{bucket}/{key}")
+        etags[number] = response["ETag"]
+        log.debug("s3://%s/%s: part %d (%d bytes) uploaded", bucket, key, number, len(part_body))
+
+    pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="s3-part")
+    in_flight: set[Future[None]] = set()
     try:
         body: bytearray | None = first
+        del first  # held by `body` (and then the sender) only
+        number = 0
         while body:
-            number = len(parts) + 1
+            number += 1
             if number > MAX_PARTS:
                 raise S3TransferError(f"s3://{bucket}/{key}: more than {MAX_PARTS} parts; raise part_size")
-            part_body = body
-
-            def send() -> Any:
-                with _PartReader(part_body) as reader:  # released even when the attempt fails
-                    return s3_client.upload_part(Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number,
-                                                 Body=reader, **_sse_part_args(sse, kms_key_id))
-
-            response = _with_retries(send, part_attempts, retry_delay, f"UploadPart {number} of s3://{bucket}/{key}")
-            parts.append({"PartNumber": number, "ETag": response["ETag"]})
-            log.debug("s3://%s/%s: part %d (%d bytes) uploaded", bucket, key, number, len(part_body))
+            in_flight.add(pool.submit(send, number, body))
+            if len(in_flight) >= concurrency:  # bound memory: wait for a slot before reading more
+                done, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
+                for future in done:
+                    future.result()  # the first failure stops the upload
+            body = None  # the part is the sender's now: let it go when sent
             body = fill() if more() else None
+        for future in in_flight:
+            future.result()
+        in_flight = set()
+        parts = [{"PartNumber": n, "ETag": etags[n]} for n in sorted(etags)]
         response = s3_client.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id,
                                                        MultipartUpload={"Parts": parts})
     except BaseException:
+        for future in in_flight:
+            future.cancel()
+        pool.shutdown(wait=True)  # no part may land after the abort
         _abort(s3_client, bucket, key, upload_id)
         raise
+    finally:
+        pool.shutdown(wait=True)
     return UploadResult(bucket, key, size, digest.hexdigest(), response["ETag"].strip('"'), len(parts))
 
 
