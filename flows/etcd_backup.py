@@ -214,7 +214,7 @@ def etcd_backup(params: EtcdBackupParams) -> RunReport:
         finished = datetime.now(timezone.utc)
         start = min(operation_id_time(target.operation_id), snapshot.started_at, rb.report.started_at)
         versions = {"hcp-runbooks": VERSION, "prefect": prefect.__version__, "kubernetes-client": kubernetes.__version__,
-                    "etcd-server": info.etcd_version or "unknown"}
+                    "etcd-server": info.etcd_version or member.version or "unknown"}
         if params.verify == "full":
             versions.update(tool_versions())
         manifest = backup_manifest.build(

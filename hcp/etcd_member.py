@@ -215,32 +215,46 @@ def save_snapshot(api: client.ApiClient | client.CoreV1Api, member: EtcdMember, 
                      "check the member's health and free space on its data volume, then retry; "
                      f"a partial file may remain at {path}.part (remove_snapshot removes it)") from e
 
-    status = _snapshot_status(api, member, path)
-    sha256 = _file_fact(api, member, ["sha256sum", path], r"[0-9a-f]{64}", "snapshot sha256", timeout)
-    size = int(_file_fact(api, member, ["stat", "-c", "%s", path], r"\d+", "snapshot size", timeout))
-    version = None
-    try:
-        version = _parse_endpoint_status(
-            _run(api, member, etcdctl_argv("endpoint", "status", "-w", "json"), timeout=_STATUS_TIMEOUT).text)["version"]
-    except (ExecError, ValueError) as e:  # the version is informational; the snapshot is already good
-        log.warning("%s: could not read the etcd server version: %s", member, _short(e))
+    status, size, sha256, version = _snapshot_facts(api, member, path, timeout)
     return SnapshotInfo(path=path, member=member.pod, revision=status["revision"], hash=status["hash"],
                         total_keys=status["totalKey"], size_bytes=size, sha256=sha256,
                         db_size_bytes=status["totalSize"], etcd_version=version)
 
 
-def _file_fact(api: client.ApiClient | client.CoreV1Api, member: EtcdMember, argv: list[str], pattern: str,
-               step: str, timeout: float) -> str:
-    """The first word of a coreutils command's output, checked against `pattern`."""
+def _snapshot_facts(api: client.ApiClient | client.CoreV1Api, member: EtcdMember, path: str,
+                    timeout: float) -> tuple[dict[str, int], int, str, str | None]:
+    """`snapshot status`, the size and the SHA-256 of the file, in one exec: every exec is a round
+    trip, and the SHA-256 (a full read of the file) runs while the status is computed. etcdctl 3.5
+    still has `snapshot status` (deprecated for etcdutl); an image without it falls back to etcdutl."""
+    q = shlex.quote(path)
+    status = " ".join(shlex.quote(a) for a in etcdctl_argv("snapshot", "status", path, "-w", "json"))
+    endpoint = " ".join(shlex.quote(a) for a in etcdctl_argv("endpoint", "status", "-w", "json"))
+    script = (f"sha256sum {q} > {q}.sha256 & hashing=$!; "
+              f"{{ {status} || {ETCDUTL} snapshot status {q} -w json; }} && stat -c %s {q} && "
+              f"wait $hashing && cat {q}.sha256; rc=$?; rm -f {q}.sha256; "
+              f"{endpoint} 2>/dev/null || echo '[]'; exit $rc")
+    argv = ["sh", "-c", script]
     try:
-        words = _run(api, member, argv, timeout=timeout).text.split()
+        lines = _run(api, member, argv, timeout=timeout).text.strip().splitlines()
+        data = json.loads(lines[0])
+        facts = {k: int(data[k]) for k in ("hash", "revision", "totalKey", "totalSize")}
+        size, sha256 = int(lines[1]), lines[2].split()[0]
+        if not re.fullmatch(r"[0-9a-f]{64}", sha256):
+            raise ValueError(f"not a SHA-256: {sha256!r}")
+        version = None
+        try:  # the server's version is informational: the snapshot is good without it
+            version = _parse_endpoint_status(lines[3])["version"]
+        except (IndexError, ValueError, KeyError, TypeError):
+            log.warning("%s: could not read the etcd server version", member)
     except ExecError as e:
-        raise _error(api, member, step, e, argv, "retry; if it keeps failing, check the pod's data volume") from e
-    if not words or not re.fullmatch(pattern, words[0]):
-        raise EtcdMemberError(f"{argv[0]} printed {' '.join(words)[:200]!r}", namespace=member.namespace,
-                              pod=member.pod, step=step, command=argv, cluster=_cluster_name(api),
-                              next_step=f"check that the etcd image has a working {argv[0]} (coreutils)")
-    return words[0]
+        raise _error(api, member, "snapshot status", e, argv,
+                     f"the file {path} may be corrupt: remove it and take the snapshot again") from e
+    except (ValueError, KeyError, TypeError, IndexError) as e:
+        raise EtcdMemberError(f"snapshot status, size and SHA-256 of {path} could not be read ({e})",
+                              namespace=member.namespace, pod=member.pod, step="snapshot status",
+                              cluster=_cluster_name(api), command=argv,
+                              next_step=f"the file {path} may be corrupt: remove it and take the snapshot again") from e
+    return facts, size, sha256, version
 
 
 def stream_snapshot(api: client.ApiClient | client.CoreV1Api, member: EtcdMember, path: str,
@@ -266,29 +280,6 @@ def remove_snapshot(api: client.ApiClient | client.CoreV1Api, member: EtcdMember
 def _run(api: client.ApiClient | client.CoreV1Api, member: EtcdMember, argv: list[str], *, timeout: float,
          check: bool = True) -> pod_exec.ExecResult:
     return pod_exec.run(api, member.namespace, member.pod, member.container, argv, timeout=timeout, check=check)
-
-
-def _snapshot_status(api: client.ApiClient | client.CoreV1Api, member: EtcdMember, path: str) -> dict[str, int]:
-    # etcdctl 3.5 still has `snapshot status` (deprecated in favour of etcdutl); an image without
-    # it, or a later etcdctl that dropped it, falls back to etcdutl.
-    errors = []
-    for argv in (etcdctl_argv("snapshot", "status", path, "-w", "json"),
-                 [ETCDUTL, "snapshot", "status", path, "-w", "json"]):
-        try:
-            out = _run(api, member, argv, timeout=300.0).text
-        except ExecError as e:
-            errors.append(_short(e))
-            continue
-        try:
-            data = json.loads(out)
-            return {k: int(data[k]) for k in ("hash", "revision", "totalKey", "totalSize")}
-        except (ValueError, KeyError, TypeError) as e:
-            tool = "etcdutl" if argv[0] == ETCDUTL else "etcdctl"
-            errors.append(f"{tool} printed no status ({e}): {out[:200]!r}")
-    raise EtcdMemberError("snapshot status failed with etcdctl and etcdutl: " + " | ".join(errors),
-                          namespace=member.namespace, pod=member.pod, step="snapshot status",
-                          cluster=_cluster_name(api),
-                          next_step=f"the file {path} may be corrupt: remove it and take the snapshot again")
 
 
 def _parse_endpoint_status(text: str) -> dict[str, Any]:

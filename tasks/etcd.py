@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 
 from prefect import task
@@ -30,8 +31,10 @@ def snapshot_path(operation_id: str) -> str:
 def member_statuses(target: RunTarget) -> list[MemberStatus]:
     api = target.api_client()
     namespace = target.ref.control_plane_namespace
-    return [etcd_member.member_status(api, EtcdMember(namespace, pod))
-            for pod in etcd_member.list_members(api, namespace)]
+    pods = etcd_member.list_members(api, namespace)
+    # one exec round trip per member, all at once: a sick member's timeout does not add up
+    with ThreadPoolExecutor(max_workers=max(1, len(pods))) as pool:
+        return list(pool.map(lambda pod: etcd_member.member_status(api, EtcdMember(namespace, pod)), pods))
 
 
 @checkpointed(name="snapshot-etcd")
