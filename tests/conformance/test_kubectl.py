@@ -139,10 +139,12 @@ def test_kubectl_wait_for_condition_and_delete(kubectl, api_client, namespace, w
     failed = kubectl.run("wait", "-n", namespace, f"widgets.{m.CONF_GROUP}/w", "--for=condition=Broken", "--timeout=1s",
                          check=False)
     assert failed.returncode != 0 and "timed out" in failed.stderr.decode()
-    t = _later(0.5, lambda: custom.delete_namespaced_custom_object(*args, "w"))
+    t = _later(2.0, lambda: custom.delete_namespaced_custom_object(*args, "w"))
     out = kubectl.run("wait", "-n", namespace, f"widgets.{m.CONF_GROUP}/w", "--for=delete", "--timeout=15s")
-    assert "condition met" in out.stdout.decode()
     t.join()
+    # kubectl says "condition met" when it saw the deletion; on a machine so loaded that kubectl
+    # started after the delete, it finds nothing to wait for and exits 0 silently (as upstream does).
+    assert "condition met" in out.stdout.decode() or out.stdout == b""
 
 
 def test_kubectl_get_watch(kubectl, api_client, namespace):
