@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 
 from prefect import task
@@ -31,10 +30,8 @@ def snapshot_path(operation_id: str) -> str:
 def member_statuses(target: RunTarget) -> list[MemberStatus]:
     api = target.api_client()
     namespace = target.ref.control_plane_namespace
-    pods = etcd_member.list_members(api, namespace)
-    # one exec round trip per member, all at once: a sick member's timeout does not add up
-    with ThreadPoolExecutor(max_workers=max(1, len(pods))) as pool:
-        return list(pool.map(lambda pod: etcd_member.member_status(api, EtcdMember(namespace, pod)), pods))
+    return [etcd_member.member_status(api, EtcdMember(namespace, pod))
+            for pod in etcd_member.list_members(api, namespace)]
 
 
 @checkpointed(name="snapshot-etcd")
