@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
+import threading
 from typing import Any
 
 from hcp.aws_access import AwsAccess
@@ -10,16 +10,28 @@ from hcp.aws_access import AwsAccess
 __all__ = ["s3_client"]
 
 
-@lru_cache(maxsize=16)
+_SESSIONS: dict[AwsAccess, Any] = {}
+_SESSIONS_LOCK = threading.Lock()
+
+
 def s3_client(aws: AwsAccess) -> Any:
-    """One client per access (clients are thread-safe; building one parses botocore's models, which
-    holds the GIL long enough to slow concurrent backups down)."""
-    session = None
-    if aws.credentials_block:
-        try:
-            from prefect_aws import AwsCredentials  # optional: only deployments that keep keys in a block need it
-        except ImportError:
-            raise RuntimeError(f"credentials block {aws.credentials_block!r} needs prefect-aws: "
-                               "`pip install prefect-aws`, or use the standard AWS configuration") from None
-        session = AwsCredentials.load(aws.credentials_block).get_boto3_session()
-    return aws.s3_client(session)
+    """A new client per call, from one session per access: the session keeps botocore's parsed
+    models (building them holds the GIL long enough to slow concurrent backups down), while each
+    client brings a fresh retry quota (a long-lived client whose quota an S3 outage drained would
+    stop retrying in later runs). Sessions are not thread-safe: clients are made under a lock."""
+    with _SESSIONS_LOCK:
+        session = _SESSIONS.get(aws)
+        if session is None:
+            session = _SESSIONS[aws] = aws.session(_block_session(aws))
+        return aws.s3_client(session)
+
+
+def _block_session(aws: AwsAccess) -> Any:
+    if not aws.credentials_block:
+        return None
+    try:
+        from prefect_aws import AwsCredentials  # optional: only deployments that keep keys in a block need it
+    except ImportError:
+        raise RuntimeError(f"credentials block {aws.credentials_block!r} needs prefect-aws: "
+                           "`pip install prefect-aws`, or use the standard AWS configuration") from None
+    return AwsCredentials.load(aws.credentials_block).get_boto3_session()
