@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 __all__ = ["AwsAccess", "S3_RETRIES"]
 
 # botocore's "standard" retry mode retries throttling, 5xx and connection errors with backoff.
-S3_RETRIES = {"max_attempts": 10, "mode": "standard"}
+S3_RETRIES = {"max_attempts": 5, "mode": "standard"}
 
 
 class AwsAccess(BaseModel):

@@ -97,7 +97,9 @@ def _with_progress(chunks: Iterator[bytes], total: int) -> Iterator[bytes]:
             close()
 
 
-@checkpointed(name="upload-snapshot", retries=2, retry_delay_seconds=3)
+# Retries are layered: botocore retries each request (5 attempts, backoff), upload_stream retries a
+# part twice more, the task re-streams the whole file once more (e.g. after a cut exec stream).
+@checkpointed(name="upload-snapshot", retries=1, retry_delay_seconds=3)
 def upload_snapshot(target: RunTarget, aws: AwsAccess, location: str, snapshot: Snapshot,
                     encryption: Encryption) -> Uploaded:
     """Stream the snapshot from the pod into S3 (no copy on the runner's disk; one part in memory)
@@ -108,7 +110,8 @@ def upload_snapshot(target: RunTarget, aws: AwsAccess, location: str, snapshot: 
     s3 = s3_client(aws)
     key = loc.key(SNAPSHOT_FILE)
     result = s3_transfer.upload_stream(s3, loc.bucket, key, _with_progress(chunks, snapshot.info.size_bytes),
-                                       metadata={"hcp-runbooks-operation": target.operation_id}, **encryption.args())
+                                       metadata={"hcp-runbooks-operation": target.operation_id}, part_attempts=2,
+                                       **encryption.args())
     if result.sha256 != snapshot.info.sha256 or result.size != snapshot.info.size_bytes:
         s3.delete_object(Bucket=loc.bucket, Key=key)
         raise s3_transfer.S3TransferError(
