@@ -148,8 +148,9 @@ class Runbook:
             if not break_held_by or exc.holder != break_held_by or approve_break is None:
                 hint = (f"; if that run is dead, start this one with break_lock_held_by={exc.holder!r} (asks for "
                         "approval)" if exc.holder != break_held_by else "")
-                raise LockBusy(f"{self.target} is locked by operation {exc.holder!r} (expires {exc.expires_at:%H:%M:%S} "
-                               f"UTC unless renewed){hint}. Nothing was changed.") from None
+                expires = f"{exc.expires_at:%H:%M:%S} UTC" if exc.expires_at else "unknown"
+                raise LockBusy(f"{self.target} is locked by operation {exc.holder!r} (expires {expires} unless "
+                               f"renewed){hint}. Nothing was changed.") from None
             approve_break(exc.info)
             lock.break_lock(break_held_by, force=True)
             self.changed("lock-broken", f"broke the lock held by {break_held_by}")
