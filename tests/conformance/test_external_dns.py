@@ -17,6 +17,7 @@ import pytest
 from kubernetes import client, config
 
 from hcpsim.aws import AwsSim
+from tests.conformance import util
 from hcpsim.cluster import Simulator
 from hcpsim.controllers.externaldns import ExternalDNS, record_name_of_txt, register_route_type, txt_record_name
 
@@ -71,15 +72,9 @@ class World:
                                                                                    "routes", name)
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        time.sleep(interval)
+def wait_for(predicate: Callable[[], Any], timeout: float = 10.0) -> Any:
+    """tests/conformance/util.wait_for, for DNS records."""
+    return util.wait_for(predicate, "the DNS records", timeout)
 
 
 @pytest.fixture(scope="module")
