@@ -80,9 +80,10 @@ def quiesce_control_plane(target: RunTarget, deployments: list[str], timeout_sec
     info = hc.read_hosted_cluster(api, ref, management=target.management_cluster)
     changes: list[str] = []
 
+    # Record first, then act; a re-run acts again (idempotent) because a kill can fall between the two.
     pause = journal.record(UndoAction.paused_until_of(ref, info.paused_until))
+    hc.set_paused_until(api, ref, "true")
     if pause.id not in already:
-        hc.set_paused_until(api, ref, "true")
         changes.append(f"paused reconciliation of {ref} (pausedUntil was {info.paused_until!r})")
         emit_change(target, "etcd-backup", "paused", paused_until_before=info.paused_until)
     _wait_paused(api, target, timeout_seconds)
@@ -96,10 +97,10 @@ def quiesce_control_plane(target: RunTarget, deployments: list[str], timeout_sec
             raise hc.HostedClusterError(f"{target}: deployment {cp_ns}/{name} does not exist; nothing was scaled")
         action = journal.record(UndoAction.scale(cp_ns, name, current))
         originals[name] = action.replicas or 0
+        hc.scale_deployment(api, cp_ns, name, 0)
         if action.id in already:
             down_since = min(down_since, _parse_time(action.recorded_at))
             continue
-        hc.scale_deployment(api, cp_ns, name, 0)
         changes.append(f"scaled deployment {cp_ns}/{name} from {current} to 0")
         emit_change(target, "etcd-backup", "scaled-down", deployment=f"{cp_ns}/{name}", replicas_before=current)
     for name in deployments:

@@ -447,3 +447,23 @@ def test_kms_encryption_with_a_key_id(prefect_server: Path, rb_world: Any, acces
     for key in [*manifest.object_keys, manifest_object]:
         head = s3.head_object(Bucket=bucket, Key=key)
         assert head["ServerSideEncryption"] == "aws:kms" and key_id in head["SSEKMSKeyId"]
+
+
+def test_a_kill_between_recording_and_acting_is_acted_on_by_the_rerun(
+        prefect_server: Path, mgmt: client.ApiClient, access: ClusterAccess, s3: Any, bucket: str,
+        new_cluster: Callable[[], str]) -> None:
+    """Record-then-act: a run killed right after recording (before scaling) left a pending record for
+    something it never changed; the re-run must still do it, or it would wait forever for 0 pods."""
+    from hcp.undo_journal import UndoAction, UndoJournal
+    cluster = new_cluster()
+    ref = HostedClusterRef.parse(cluster)
+    before = _replicas(mgmt, cluster)
+    op = new_operation_id()
+    journal = UndoJournal(mgmt, ref, op)
+    journal.record(UndoAction.paused_until_of(ref, None))
+    journal.record(UndoAction.scale(ref.control_plane_namespace, "kube-apiserver", before["kube-apiserver"]))
+    report = etcd_backup(params(access, bucket, cluster, mode="quiesced", operation_id=op, timeout_seconds=60))
+    assert report.status == "succeeded", report.error
+    assert _replicas(mgmt, cluster) == before
+    assert _hc(mgmt, cluster)["spec"].get("pausedUntil") is None
+    assert _no_journal_left(mgmt)

@@ -118,9 +118,10 @@ def test_fleet_backs_up_each_selected_cluster_with_bounded_concurrency(
     subs = [r for r in subflow_runs(run_id) if r.name.startswith("etcd-backup/")]
     assert sorted(str(r.id) for r in subs) == sorted(str(c.flow_run_id) for c in report.clusters)
     assert all(r.state is not None and r.state.is_completed() for r in subs)
-    # ... and two of them really ran at the same time, by the server's clock.
+    # ... and never more than two at once by the server's clock either (the server's start is when a
+    # subflow reached Running, which a loaded machine can delay past the other's end: no lower bound here)
     sub_spans = [(r.start_time, r.end_time) for r in subs if r.start_time and r.end_time]
-    assert len(sub_spans) == 3 and max_overlap(sub_spans) == 2, sub_spans
+    assert len(sub_spans) == 3 and max_overlap(sub_spans) <= 2, sub_spans
     for sub in subs:
         ref = HostedClusterRef.parse(sub.name.split("/", 1)[1].split("@")[0])
         assert "succeeded" in str(artifact(artifact_key("etcd-backup", ref.namespace, ref.name, "report"), sub.id).data)
