@@ -35,6 +35,8 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,7 +44,7 @@ from typing import Any
 from hcp.etcd_tools import etcd_tool
 from hcp.s3_transfer import S3TransferError, download_stream
 
-__all__ = ["SnapshotVerifyError", "VerifyResult", "verify_snapshot"]
+__all__ = ["SnapshotVerifyError", "VerifyResult", "verify_snapshot", "snapshot_file_status", "served_snapshot"]
 
 log = logging.getLogger("hcp.snapshot_verify")
 
@@ -51,10 +53,12 @@ _START_ATTEMPTS = 3  # a port picked free can be taken before etcd binds it
 
 
 class SnapshotVerifyError(RuntimeError):
-    """The snapshot at s3://bucket/key failed verification; says which check and what to do."""
+    """The snapshot at s3://bucket/key (or a local file: bucket "") failed verification; says which
+    check and what to do."""
 
     def __init__(self, message: str, *, bucket: str, key: str, step: str, next_step: str) -> None:
-        super().__init__(f"verify s3://{bucket}/{key}, step {step}: {message}. Next: {next_step}")
+        where = f"s3://{bucket}/{key}" if bucket else key
+        super().__init__(f"verify {where}, step {step}: {message}. Next: {next_step}")
         self.bucket = bucket
         self.key = key
         self.step = step
@@ -177,6 +181,41 @@ def _snapshot_status(ctx: _Context, snapshot: Path, timeout: float) -> dict[str,
 def _restore_and_count(ctx: _Context, snapshot: Path, data_dir: Path, size: int, start_timeout: float,
                        tool_timeout: float) -> tuple[int, int]:
     """Restore into data_dir, serve it with a throwaway etcd, return (live keys, revision)."""
+    with _served(ctx, snapshot, data_dir, size, start_timeout, tool_timeout) as client_url:
+        out = _tool(ctx, "count keys",
+                    [str(etcd_tool("etcdctl")), f"--endpoints={client_url}", "--command-timeout", f"{tool_timeout:.0f}s",
+                     "get", "", "--prefix", "--count-only", "-w", "fields"],
+                    tool_timeout + 10, "retry the verification; if it fails again, restore the snapshot by hand "
+                                       "and inspect it")
+        fields = _fields(out)
+        if "Count" not in fields or "Revision" not in fields:
+            raise ctx.error("count keys", f"unexpected etcdctl output {out[:300]!r}",
+                            "check the etcd tools on the runner (hcp.etcd_tools.tool_versions())")
+        return fields["Count"], fields["Revision"]
+
+
+def snapshot_file_status(snapshot: Path, *, tool_timeout: float = 600.0) -> dict[str, int]:
+    """`etcdutl snapshot status` of a local snapshot file: hash, revision, totalKey, totalSize."""
+    return _snapshot_status(_Context("", str(snapshot)), snapshot, tool_timeout)
+
+
+@contextmanager
+def served_snapshot(snapshot: Path, *, work_dir: str | os.PathLike[str] | None = None, start_timeout: float = 60.0,
+                    tool_timeout: float = 600.0) -> Iterator[str]:
+    """A local snapshot file restored into a scratch directory and served by a throwaway etcd;
+    yields its client URL (plain http on 127.0.0.1). Everything is gone afterwards."""
+    ctx = _Context("", str(snapshot))
+    scratch = Path(tempfile.mkdtemp(prefix="hcp-serve-", dir=work_dir))
+    try:
+        with _served(ctx, snapshot, scratch / "data", snapshot.stat().st_size, start_timeout, tool_timeout) as url:
+            yield url
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+@contextmanager
+def _served(ctx: _Context, snapshot: Path, data_dir: Path, size: int, start_timeout: float,
+            tool_timeout: float) -> Iterator[str]:
     last_error: SnapshotVerifyError | None = None
     for attempt in range(1, _START_ATTEMPTS + 1):
         client_port, peer_port = _free_ports(2)
@@ -192,10 +231,16 @@ def _restore_and_count(ctx: _Context, snapshot: Path, data_dir: Path, size: int,
               tool_timeout, "the snapshot does not restore (its integrity hash or database is bad): do not use it; "
                             "take a new backup")
         try:
-            return _serve_and_count(ctx, name, data_dir, client_url, peer_url, size, start_timeout, tool_timeout)
+            proc = _start(ctx, name, data_dir, client_url, peer_url, size, start_timeout)
         except _PortTaken as e:
             last_error = ctx.error("start etcd", str(e), "retry the verification")
-            log.info("verify s3://%s/%s: port taken (attempt %d), retrying: %s", ctx.bucket, ctx.key, attempt, e)
+            log.info("verify %s/%s: port taken (attempt %d), retrying: %s", ctx.bucket, ctx.key, attempt, e)
+            continue
+        try:
+            yield client_url
+        finally:
+            _stop(proc)
+        return
     assert last_error is not None
     raise last_error
 
@@ -204,8 +249,9 @@ class _PortTaken(Exception):
     pass
 
 
-def _serve_and_count(ctx: _Context, name: str, data_dir: Path, client_url: str, peer_url: str, size: int,
-                     start_timeout: float, tool_timeout: float) -> tuple[int, int]:
+def _start(ctx: _Context, name: str, data_dir: Path, client_url: str, peer_url: str, size: int,
+           start_timeout: float) -> subprocess.Popen[bytes]:
+    """Start etcd on data_dir and wait until it is healthy (stopped again if it is not)."""
     log_path = data_dir.parent / f"{name}.log"
     argv = [str(etcd_tool("etcd")), "--name", name, "--data-dir", str(data_dir),
             "--listen-client-urls", client_url, "--advertise-client-urls", client_url,
@@ -223,18 +269,10 @@ def _serve_and_count(ctx: _Context, name: str, data_dir: Path, client_url: str, 
                         "check the etcd tools on the runner (hcp.etcd_tools.tool_versions())") from e
     try:
         _wait_healthy(ctx, proc, client_url, log_path, start_timeout)
-        out = _tool(ctx, "count keys",
-                    [str(etcd_tool("etcdctl")), f"--endpoints={client_url}", "--command-timeout", f"{tool_timeout:.0f}s",
-                     "get", "", "--prefix", "--count-only", "-w", "fields"],
-                    tool_timeout + 10, "retry the verification; if it fails again, restore the snapshot by hand "
-                                       "and inspect it")
-        fields = _fields(out)
-        if "Count" not in fields or "Revision" not in fields:
-            raise ctx.error("count keys", f"unexpected etcdctl output {out[:300]!r}",
-                            "check the etcd tools on the runner (hcp.etcd_tools.tool_versions())")
-        return fields["Count"], fields["Revision"]
-    finally:
+    except BaseException:
         _stop(proc)
+        raise
+    return proc
 
 
 def _wait_healthy(ctx: _Context, proc: subprocess.Popen[bytes], client_url: str, log_path: Path,
