@@ -20,7 +20,7 @@ import json
 import select
 import ssl
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +28,8 @@ from kubernetes import client
 from kubernetes.stream import stream
 from websocket import ABNF, WebSocketConnectionClosedException, WebSocketTimeoutException
 
-STDOUT, STDERR, ERROR = 1, 2, 3
+STDIN, STDOUT, STDERR, ERROR = 0, 1, 2, 3
+_STDIN_FRAME = 1 << 20
 _CLOSE_CHANNEL = 255
 _STDERR_KEEP = 64 * 1024  # the tail of stderr kept for error messages
 
@@ -119,9 +120,40 @@ def stream_stdout(api: client.ApiClient | client.CoreV1Api, namespace: str, pod:
         yield bytes(buf)
 
 
+def run_with_input(api: client.ApiClient | client.CoreV1Api, namespace: str, pod: str, container: str | None,
+                   argv: Sequence[str], chunks: Iterable[bytes], *, timeout: float = 600.0,
+                   cluster: str | None = None) -> ExecResult:
+    """Run `argv` with `chunks` written to its stdin (what `kubectl cp` into a pod amounts to).
+
+    Stdin is never closed (the v4 protocol cannot say so): the command must know how much to read,
+    e.g. `head -c SIZE > FILE`. Raises like `run()`; a cut stream is an `ExecStreamError`."""
+    session = _Session(api, namespace, pod, container, argv, cluster, stdin=True)
+    out = bytearray()
+    deadline = time.monotonic() + timeout
+    try:
+        for chunk in chunks:
+            for at in range(0, len(chunk), _STDIN_FRAME):
+                try:
+                    session.ws_client.write_channel(STDIN, bytes(chunk[at:at + _STDIN_FRAME]))
+                except (WebSocketConnectionClosedException, OSError, ssl.SSLError) as e:
+                    session.broken = f"connection lost while writing stdin: {e}"
+                    raise session.error(ExecStreamError, session.broken) from e
+            if time.monotonic() > deadline:
+                raise session.error(ExecStreamError, f"stdin not written within {timeout:.0f}s (timed out)")
+        for channel, data in session.frames(idle_timeout=max(1.0, deadline - time.monotonic()), deadline=deadline):
+            if channel == STDOUT:
+                out += data
+    finally:
+        session.close()
+    code = session.exit_code_or_raise(ExecStreamError)
+    if code != 0:
+        raise session.error(CommandFailed, f"exited {code}: {session.status_message}", code)
+    return ExecResult(bytes(out), bytes(session.stderr), code)
+
+
 class _Session:
     def __init__(self, api: client.ApiClient | client.CoreV1Api, namespace: str, pod: str, container: str | None,
-                 argv: Sequence[str], cluster: str | None) -> None:
+                 argv: Sequence[str], cluster: str | None, *, stdin: bool = False) -> None:
         core = api if isinstance(api, client.CoreV1Api) else client.CoreV1Api(api)
         self.namespace, self.pod, self.container, self.argv = namespace, pod, container, list(argv)
         self.cluster = cluster or getattr(core.api_client, "hcp_cluster", None) or core.api_client.configuration.host
@@ -129,7 +161,7 @@ class _Session:
         self.status: dict[str, Any] | None = None
         self.status_message = ""
         self.broken: str | None = None
-        kwargs: dict[str, Any] = {"command": self.argv, "stdin": False, "stdout": True, "stderr": True, "tty": False,
+        kwargs: dict[str, Any] = {"command": self.argv, "stdin": stdin, "stdout": True, "stderr": True, "tty": False,
                                   "binary": True, "_preload_content": False}
         if container:
             kwargs["container"] = container
