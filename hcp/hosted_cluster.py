@@ -119,6 +119,21 @@ def scale_deployment(api: client.ApiClient, namespace: str, name: str, replicas:
     client.AppsV1Api(api).patch_namespaced_deployment_scale(name, namespace, {"spec": {"replicas": replicas}})
 
 
+def statefulset_replicas(api: client.ApiClient, namespace: str, name: str) -> int | None:
+    """spec.replicas of a StatefulSet, or None when it does not exist."""
+    try:
+        scale = client.AppsV1Api(api).read_namespaced_stateful_set_scale(name, namespace)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+    return scale.spec.replicas or 0
+
+
+def scale_statefulset(api: client.ApiClient, namespace: str, name: str, replicas: int) -> None:
+    client.AppsV1Api(api).patch_namespaced_stateful_set_scale(name, namespace, {"spec": {"replicas": replicas}})
+
+
 def _settled(replicas: int) -> Any:
     def check(dep: client.V1Deployment | None) -> bool:
         if dep is None:

@@ -39,10 +39,10 @@ class UndoAction(BaseModel):
     """One thing to put back. `id` names what it restores, so recording it again is a no-op."""
 
     id: str
-    kind: Literal["scale-deployment", "set-paused-until"]
+    kind: Literal["scale-deployment", "scale-statefulset", "set-paused-until"]
     namespace: str
     name: str
-    replicas: int | None = None  # scale-deployment: the original count
+    replicas: int | None = None  # scale-*: the original count
     paused_until: str | None = None  # set-paused-until: the original value (None: not paused)
     state: Literal["pending", "done"] = "pending"
     recorded_at: str = ""
@@ -54,21 +54,26 @@ class UndoAction(BaseModel):
                    replicas=replicas)
 
     @classmethod
+    def scale_statefulset(cls, namespace: str, name: str, replicas: int) -> UndoAction:
+        return cls(id=f"scale-statefulset:{namespace}/{name}", kind="scale-statefulset", namespace=namespace,
+                   name=name, replicas=replicas)
+
+    @classmethod
     def paused_until_of(cls, ref: HostedClusterRef, original: str | None) -> UndoAction:
         return cls(id=f"paused-until:{ref}", kind="set-paused-until", namespace=ref.namespace, name=ref.name,
                    paused_until=original)
 
     @property
     def description(self) -> str:
-        if self.kind == "scale-deployment":
-            return f"scale deployment {self.namespace}/{self.name} back to {self.replicas}"
+        if self.kind in ("scale-deployment", "scale-statefulset"):
+            return f"scale {self.kind.removeprefix('scale-')} {self.namespace}/{self.name} back to {self.replicas}"
         value = "unset (reconciliation active)" if self.paused_until is None else repr(self.paused_until)
         return f"set pausedUntil of hostedcluster {self.namespace}/{self.name} back to {value}"
 
     @property
     def command(self) -> str:
-        if self.kind == "scale-deployment":
-            return f"oc -n {self.namespace} scale deployment/{self.name} --replicas={self.replicas}"
+        if self.kind in ("scale-deployment", "scale-statefulset"):
+            return f"oc -n {self.namespace} scale {self.kind.removeprefix('scale-')}/{self.name} --replicas={self.replicas}"
         value = "null" if self.paused_until is None else json.dumps(self.paused_until)
         return (f"oc -n {self.namespace} patch hostedcluster/{self.name} --type=merge "
                 f"-p '{{\"spec\":{{\"pausedUntil\":{value}}}}}'")
@@ -79,6 +84,11 @@ class UndoAction(BaseModel):
             if hc.deployment_replicas(api, self.namespace, self.name) is None:
                 return  # deleted since (e.g. the hosted cluster went away): nothing to put back
             hc.scale_deployment(api, self.namespace, self.name, self.replicas)
+        elif self.kind == "scale-statefulset":
+            assert self.replicas is not None
+            if hc.statefulset_replicas(api, self.namespace, self.name) is None:
+                return
+            hc.scale_statefulset(api, self.namespace, self.name, self.replicas)
         else:
             try:
                 hc.set_paused_until(api, HostedClusterRef(self.namespace, self.name), self.paused_until)
