@@ -13,7 +13,7 @@ from typing import Any, Callable
 from kubernetes import watch
 from kubernetes.client.exceptions import ApiException
 
-__all__ = ["WaitTimeout", "wait_for_object"]
+__all__ = ["WaitTimeout", "wait_for_object", "wait_for_set"]
 
 
 class WaitTimeout(TimeoutError):
@@ -64,6 +64,52 @@ def wait_for_object(list_fn: Callable[..., Any], name: str, condition: Callable[
             w.stop()
         if time.monotonic() >= deadline:
             raise WaitTimeout(f"timed out after {timeout:.0f}s waiting for {what}", last)
+
+
+def wait_for_set(list_fn: Callable[..., Any], condition: Callable[[list[Any]], bool], *, timeout: float, what: str,
+                 **list_kwargs: Any) -> list[Any]:
+    """Like wait_for_object, for every object the list selects (e.g. `label_selector="app=etcd"`):
+    `condition` gets the current objects (sorted by name) after the list and after each change;
+    returns them once it holds. WaitTimeout.last is the list as last seen."""
+    deadline = time.monotonic() + timeout
+    while True:
+        items, version = _items_and_version(list_fn(**list_kwargs))
+        current = {_name(o): o for o in items}
+        if condition(_sorted(current)):
+            return _sorted(current)
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise WaitTimeout(f"timed out after {timeout:.0f}s waiting for {what}", _sorted(current))
+        w = watch.Watch()
+        try:
+            for event in w.stream(list_fn, resource_version=version, timeout_seconds=max(1, int(remaining) + 1),
+                                  _request_timeout=remaining + 5, **list_kwargs):
+                if event["type"] == "ERROR":
+                    break
+                obj = event["object"]
+                if event["type"] == "DELETED":
+                    current.pop(_name(obj), None)
+                else:
+                    current[_name(obj)] = obj
+                if condition(_sorted(current)):
+                    return _sorted(current)
+                if time.monotonic() >= deadline:
+                    break
+        except ApiException as exc:
+            if exc.status != 410:
+                raise
+        finally:
+            w.stop()
+        if time.monotonic() >= deadline:
+            raise WaitTimeout(f"timed out after {timeout:.0f}s waiting for {what}", _sorted(current))
+
+
+def _name(obj: Any) -> str:
+    return obj["metadata"]["name"] if isinstance(obj, dict) else obj.metadata.name
+
+
+def _sorted(current: dict[str, Any]) -> list[Any]:
+    return [current[k] for k in sorted(current)]
 
 
 def _items_and_version(listing: Any) -> tuple[list[Any], str]:
