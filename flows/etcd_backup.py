@@ -30,6 +30,7 @@ from hcp.plan import PlanStep
 from hcp.report import RunReport
 from hcp.run_target import RunTarget
 from tasks.checkpoint import completed_result
+from tasks.cluster_objects import CLUSTER_OBJECTS_FILE, save_cluster_objects
 from tasks.etcd import member_statuses, remove_snapshot_file, snapshot_file_present, snapshot_path, take_snapshot
 from tasks.gates import GateSettings, approval_gate
 from tasks.hosted_cluster import pending_undo, quiesce_control_plane, read_cluster, restore_availability
@@ -109,6 +110,10 @@ def backup_plan(params: EtcdBackupParams, target: RunTarget, member: MemberStatu
                               changes=f"object {location.url}{ENCRYPTION_KEY_FILE} ({sse})",
                               command=f"oc {ctx}-n {ref.namespace} get secret {cluster.encryption_key_secret} -o json "
                                       f"| aws s3 cp - {location.url}{ENCRYPTION_KEY_FILE} --sse {sse}"))
+    steps.append(PlanStep(step="save the HostedCluster and its NodePools (cleaned for re-creation)",
+                          changes=f"object {location.url}{CLUSTER_OBJECTS_FILE} ({sse})",
+                          command=f"oc {ctx}-n {ref.namespace} get hostedcluster/{ref.name} nodepools -o json | "
+                                  f"aws s3 cp - {location.url}{CLUSTER_OBJECTS_FILE} --sse {sse}"))
     steps.append(PlanStep(step="remove the snapshot file from the pod", changes=f"file {path} in {cp}/{member.pod}",
                           command=f"oc {ctx}-n {cp} exec {member.pod} -c etcd -- rm -f {path}"))
     if params.verify == "full":
@@ -202,6 +207,9 @@ def etcd_backup(params: EtcdBackupParams) -> RunReport:
         if key_object:
             rb.changed("encryption-key-saved", f"saved the encryption key secret {cluster.encryption_key_secret} "
                        f"(content not shown) to s3://{location.bucket}/{key_object}")
+        objects_key = rb.step(save_cluster_objects, target, params.aws, location.url, params.encryption)
+        rb.changed("cluster-objects-saved", f"saved the HostedCluster and its NodePools to s3://{location.bucket}/"
+                   f"{objects_key}")
         rb.step(remove_snapshot_file, target, info.member)
 
         verified_keys = None
@@ -221,8 +229,9 @@ def etcd_backup(params: EtcdBackupParams) -> RunReport:
             location, uid=cluster.uid, release_image=cluster.release_image, release_version=cluster.release_version,
             member=info.member, revision=info.revision, hash=info.hash, total_keys=info.total_keys,
             size_bytes=info.size_bytes, sha256=info.sha256, snapshot_key=location.key(SNAPSHOT_FILE),
-            object_keys=[location.key(SNAPSHOT_FILE)] + ([key_object] if key_object else []),
-            encryption_key_object=key_object, verification=params.verify, verified_total_keys=verified_keys,
+            object_keys=[location.key(SNAPSHOT_FILE)] + ([key_object] if key_object else []) + [objects_key],
+            encryption_key_object=key_object, cluster_objects_key=objects_key, verification=params.verify,
+            verified_total_keys=verified_keys,
             mode=params.mode, downtime_seconds=round(downtime, 3), tool_versions=versions,
             timings=backup_manifest.Timings(
                 started_at=start, snapshot_started_at=snapshot.started_at, snapshot_finished_at=snapshot.finished_at,

@@ -88,6 +88,9 @@ class BackupManifest(_Strict):
     snapshot_key: NonEmpty
     object_keys: list[NonEmpty] = Field(min_length=1)
     encryption_key_object: NonEmpty | None  # required; None when the hosted cluster has no secret encryption key
+    # the HostedCluster and its NodePools, cleaned for re-creation (hcp.cluster_objects); optional:
+    # backups written before it existed have none
+    cluster_objects_key: NonEmpty | None = None
 
     # how the backup was checked before the manifest was written: "sha256" (the object's SHA-256
     # equals the one computed in the pod) or "full" (also restored and started; keys counted)
@@ -109,6 +112,8 @@ class BackupManifest(_Strict):
             raise ValueError(f"snapshot_key {self.snapshot_key!r} must be one of object_keys")
         if self.encryption_key_object is not None and self.encryption_key_object not in self.object_keys:
             raise ValueError(f"encryption_key_object {self.encryption_key_object!r} must be one of object_keys")
+        if self.cluster_objects_key is not None and self.cluster_objects_key not in self.object_keys:
+            raise ValueError(f"cluster_objects_key {self.cluster_objects_key!r} must be one of object_keys")
         if len(set(self.object_keys)) != len(self.object_keys):
             raise ValueError("object_keys must not repeat")
         if (self.verification == "full") != (self.verified_total_keys is not None):
