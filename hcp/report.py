@@ -40,6 +40,10 @@ class RunReport(BaseModel):
     figures: dict[str, str] = Field(default_factory=dict)
     plan: list[PlanStep] = Field(default_factory=list)
     error: str | None = None
+    # where the cluster stands (kept current by runbooks whose steps are not all undoable) and the
+    # command that continues or recovers the operation: what an SRE reads first after a failure
+    cluster_state: str | None = None
+    next_command: str | None = None
     # what the run produced, for callers (fleet summaries, incident tooling)
     location: str | None = None
     size_bytes: int | None = None
@@ -56,6 +60,10 @@ class RunReport(BaseModel):
             out.append("- **dry run**: nothing was changed")
         if self.error:
             out += ["", "## Error", "", f"```\n{self.error}\n```"]
+        if self.cluster_state and self.status != "succeeded":
+            out += ["", "## Where the cluster is now", "", self.cluster_state]
+        if self.next_command and self.status == "failed":
+            out += ["", "## To continue or recover", "", f"```\n{self.next_command}\n```"]
         if self.figures:
             out += ["", "## Figures", "", "| what | value |", "|---|---|"]
             out += [f"| {k} | {v} |" for k, v in self.figures.items()]

@@ -72,7 +72,8 @@ def _wait_paused(api: client.ApiClient, target: RunTarget, timeout: float) -> No
 
 
 @task(name="quiesce-control-plane")
-def quiesce_control_plane(target: RunTarget, deployments: list[str], timeout_seconds: float) -> Quiesced:
+def quiesce_control_plane(target: RunTarget, deployments: list[str], timeout_seconds: float,
+                          runbook: str = "etcd-backup") -> Quiesced:
     api = target.api_client()
     ref = target.ref
     journal = UndoJournal(api, ref, target.operation_id)
@@ -85,7 +86,7 @@ def quiesce_control_plane(target: RunTarget, deployments: list[str], timeout_sec
     hc.set_paused_until(api, ref, "true")
     if pause.id not in already:
         changes.append(f"paused reconciliation of {ref} (pausedUntil was {info.paused_until!r})")
-        emit_change(target, "etcd-backup", "paused", paused_until_before=info.paused_until)
+        emit_change(target, runbook, "paused", paused_until_before=info.paused_until)
     _wait_paused(api, target, timeout_seconds)
 
     cp_ns = ref.control_plane_namespace
@@ -102,7 +103,7 @@ def quiesce_control_plane(target: RunTarget, deployments: list[str], timeout_sec
             down_since = min(down_since, _parse_time(action.recorded_at))
             continue
         changes.append(f"scaled deployment {cp_ns}/{name} from {current} to 0")
-        emit_change(target, "etcd-backup", "scaled-down", deployment=f"{cp_ns}/{name}", replicas_before=current)
+        emit_change(target, runbook, "scaled-down", deployment=f"{cp_ns}/{name}", replicas_before=current)
     for name in deployments:
         hc.wait_deployment_settled(api, cp_ns, name, 0, timeout=timeout_seconds)
     return Quiesced(down_since=down_since, original_replicas=originals, original_paused_until=pause.paused_until,
@@ -110,7 +111,7 @@ def quiesce_control_plane(target: RunTarget, deployments: list[str], timeout_sec
 
 
 @task(name="restore-availability")
-def restore_availability(target: RunTarget, timeout_seconds: float) -> Restored:
+def restore_availability(target: RunTarget, timeout_seconds: float, runbook: str = "etcd-backup") -> Restored:
     """Unwind the journal (scale back, then unpause) and wait until the API servers are ready."""
     api = target.api_client()
     journal = UndoJournal(api, target.ref, target.operation_id)
@@ -121,7 +122,7 @@ def restore_availability(target: RunTarget, timeout_seconds: float) -> Restored:
     down_since = min((_parse_time(a.recorded_at) for a in scaled), default=None)
     applied = journal.unwind()
     for action in applied:
-        emit_change(target, "etcd-backup", "restored", action=action.description)
+        emit_change(target, runbook, "restored", action=action.description)
     deadline = time.monotonic() + timeout_seconds
     for action in scaled:
         if action.replicas:

@@ -200,7 +200,7 @@ class Runbook:
         return applied
 
     def cleanup_on_failure(self, description: str, fn: Callable[[], Any]) -> None:
-        """Run `fn` if the run fails (after the undo), e.g. remove a temporary file from a pod."""
+        """Run `fn` if the run fails (before the undo), e.g. remove a temporary file from a pod."""
         self._cleanups.append((description, fn))
 
     def _run_cleanups(self) -> None:
@@ -226,12 +226,13 @@ class Runbook:
                 self.lock.stop_renewing()
             return False
         if exc is not None:
+            # Temporary things first (a helper pod may hold a volume the undo gives back), then the undo.
+            self._run_cleanups()
             try:
                 self.unwind("undo")
             except BaseException as undo_exc:  # keep the original error; say the undo needs a hand
                 self.report.undone.append(f"UNDO FAILED: {describe_error(undo_exc)}; run `hcp-runbooks recover "
                                           f"{self.target.operation_id}` once the cause is fixed")
-            self._run_cleanups()
             self.report.finish("failed", describe_error(exc))
             self.outcome = "failed"
         else:
