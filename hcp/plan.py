@@ -16,6 +16,7 @@ class PlanStep(BaseModel):
     changes: str = ""  # empty: read-only
     command: str = ""  # what an SRE would type for the same step
     lowers_availability: bool = False
+    destructive: bool = False  # cannot be undone (data deleted or replaced)
 
     @property
     def read_only(self) -> bool:
@@ -29,7 +30,8 @@ def _cell(text: str) -> str:
 def plan_markdown(steps: list[PlanStep]) -> str:
     lines = ["| # | step | changes | equivalent command |", "|---|---|---|---|"]
     for i, s in enumerate(steps, 1):
-        changes = ("**lowers availability:** " if s.lowers_availability else "") + (s.changes or "nothing (read-only)")
+        changes = (("**destructive:** " if s.destructive else "")
+                   + ("**lowers availability:** " if s.lowers_availability else "") + (s.changes or "nothing (read-only)"))
         lines.append(f"| {i} | {_cell(s.step)} | {_cell(changes)} | `{_cell(s.command)}` |" if s.command
                      else f"| {i} | {_cell(s.step)} | {_cell(changes)} | - |")
     return "\n".join(lines)
