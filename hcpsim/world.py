@@ -161,8 +161,9 @@ class World:
         return self.sim.clusters[name]
 
     def create_hosted_cluster(self, name: str, namespace: str = "clusters", *, management: str = "mgmt1",
-                              restore_snapshot_url: str | None = None) -> None:
-        """What `hypershift create cluster aws` does: secrets, the HostedCluster, its NodePool."""
+                              restore_snapshot_url: str | None = None, availability: str | None = None) -> None:
+        """What `hypershift create cluster aws` does: secrets, the HostedCluster, its NodePool.
+        `availability` (HighlyAvailable | SingleReplica): default the world's setting."""
         backend = self.cluster(management).backend
         s = self.settings
         ns_type = backend.type_for("", "namespaces")
@@ -181,7 +182,8 @@ class World:
             except ApiError as e:
                 if e.code != 409:
                     raise
-        hc = hosted_cluster(name, namespace, external_dns_domain=s.external_dns_domain, availability=s.availability,
+        hc = hosted_cluster(name, namespace, external_dns_domain=s.external_dns_domain,
+                            availability=availability or s.availability,
                             restore_snapshot_url=restore_snapshot_url)
         backend.create(backend.type_for("hypershift.openshift.io", "hostedclusters"), namespace, hc)
         backend.create(backend.type_for("hypershift.openshift.io", "nodepools"), namespace,
