@@ -1,0 +1,288 @@
+"""etcd-restore: put a snapshot back into a hosted cluster's own etcd, in place (the documented
+on-premise procedure, without its mistakes).
+
+Fetch the snapshot and check it (SHA-256, `snapshot status`) before anything changes; approval,
+showing what will be lost; pause reconciliation and stop the API servers (recording their
+replicas); stop etcd; delete the other members' volumes; in a data pod on the first member's
+volume, copy the snapshot in and restore it (the old data kept aside); start etcd and wait until
+every member is healthy; bring the API servers back to the replicas they had and resume
+reconciliation of this HostedCluster; verify every member against the snapshot, key by key through
+etcd's keyspace hash; wait until the hosted cluster is Available.
+
+A failure before the restore step puts everything back (etcd on its old data). After it, etcd runs
+on the restored data and the run goes forward only: a re-run with the same operation id continues.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from prefect import flow
+from prefect.runtime import flow_run
+from pydantic import BaseModel, Field, model_validator
+
+from hcp.aws_access import AwsAccess
+from hcp.etcd_member import MemberStatus, choose_member
+from hcp.etcd_restore import SNAPSHOT_IN_POD, EtcdLayout, previous_data_dir
+from hcp.hosted_cluster import QUIESCE_DEPLOYMENTS, HostedClusterInfo
+from hcp.params import BucketName, HostedClusterName, KeyPrefix, ManagementParams, OperationId
+from hcp.plan import PlanStep
+from hcp.report import RunReport
+from hcp.run_target import RunTarget
+from hcp.snapshot_source import LocalSnapshot, SourceKind, check_local_copy
+from tasks.checkpoint import completed_result
+from tasks.etcd import member_statuses
+from tasks.etcd_restore import choose_backup, copy_snapshot, delete_member_volumes, fetch_snapshot, \
+    read_etcd_layout, remove_data_pod, remove_previous_data, restore_data, start_data_pod, start_etcd, stop_etcd, \
+    verify_restore, wait_cluster_available
+from tasks.gates import GateSettings, approval_gate
+from tasks.hosted_cluster import pending_undo, quiesce_control_plane, read_cluster, restore_availability
+from tasks.runbook import Runbook, RunbookError, operation_id_for_run
+
+__all__ = ["EtcdRestoreParams", "etcd_restore", "restore_command"]
+
+RUNBOOK = "etcd-restore"
+
+
+class EtcdRestoreParams(ManagementParams):
+    """Parameters of etcd-restore (the UI's form)."""
+
+    hosted_cluster: HostedClusterName = Field(description="the HostedCluster, NAMESPACE/NAME")
+    source: SourceKind = Field(default="latest-backup", description="latest-backup: the newest complete backup of "
+                               "this cluster; backup: the one in `backup`; snapshot: a fresh snapshot of a running "
+                               "member; member-db: a copy of a member's member/snap/db (when no member can take a "
+                               "snapshot; may miss the newest writes)")
+    bucket: BucketName | None = Field(default=None, description="S3 bucket of the backups (latest-backup)")
+    prefix: KeyPrefix = Field(default="hcp-backups", description="key prefix of the backups")
+    backup: str | None = Field(default=None, description="source backup: s3://BUCKET/.../<timestamp>-<op>/ (or its "
+                               "manifest.json)")
+    member: str | None = Field(default=None, pattern=r"^etcd-\d+$", description="snapshot / member-db: the member "
+                               "to read (default: a healthy follower / the member whose pod runs with the highest "
+                               "revision)")
+    aws: AwsAccess = Field(default_factory=AwsAccess)
+    work_dir: str | None = Field(default=None, description="where the runner keeps the snapshot (room for it once); "
+                                 "default: the system temp dir")
+    keep_previous_data: bool = Field(default=False, description="keep the old data directory on data-etcd-0 "
+                                     "(data.before-<operation>) after a verified restore")
+    dry_run: bool = Field(default=False, description="fetch and check the snapshot, change nothing, return the plan")
+    operation_id: OperationId | None = Field(default=None, description="continue this operation")
+    approval: GateSettings = Field(default_factory=GateSettings)
+    break_lock_held_by: str | None = None
+    timeout_seconds: float = Field(default=900, gt=0, description="for each wait (scaling, etcd health, Available)")
+
+    @model_validator(mode="after")
+    def _source_needs(self) -> EtcdRestoreParams:
+        if self.source == "latest-backup" and not self.bucket:
+            raise ValueError("source latest-backup needs `bucket`")
+        if self.source == "backup" and not self.backup:
+            raise ValueError("source backup needs `backup` (the backup's s3:// URL)")
+        if self.source != "backup" and self.backup:
+            raise ValueError("`backup` is only used with source backup")
+        if self.source in ("latest-backup", "backup") and self.member:
+            raise ValueError("`member` is only used with source snapshot or member-db")
+        if self.backup and not re.match(r"^s3://[^/]+/.+", self.backup):
+            raise ValueError("`backup` must be an s3:// URL of a backup prefix or its manifest.json")
+        return self
+
+
+def _run_name() -> str:
+    params: Any = flow_run.parameters.get("params") or {}
+    if isinstance(params, BaseModel):
+        params = params.model_dump()
+    mgmt = params.get("management_cluster") or (params.get("management") or {}).get("context") or "?"
+    suffix = " (dry run)" if params.get("dry_run") else ""
+    return f"etcd-restore/{params.get('hosted_cluster', '?')}@{mgmt}/{params.get('source', 'latest-backup')}{suffix}"
+
+
+def restore_command(params: EtcdRestoreParams, operation_id: str | None = None) -> str:
+    """The `hcp-runbooks run etcd-restore` command line for these parameters."""
+    parts = ["hcp-runbooks run etcd-restore", f"--cluster {params.hosted_cluster}"]
+    if params.management.kubeconfig:
+        parts.append(f"--kubeconfig {params.management.kubeconfig}")
+    if params.management.context:
+        parts.append(f"--context {params.management.context}")
+    parts.append(f"--source {params.source}")
+    for flag, value in (("--bucket", params.bucket), ("--backup", params.backup), ("--member", params.member)):
+        if value:
+            parts.append(f"{flag} {value}")
+    if params.prefix != "hcp-backups":
+        parts.append(f"--prefix {params.prefix}")
+    if operation_id:
+        parts.append(f"--operation-id {operation_id}")
+    return " ".join(parts)
+
+
+def _source_member(params: EtcdRestoreParams, members: list[MemberStatus]) -> str | None:
+    if params.source in ("latest-backup", "backup"):
+        return None
+    if params.member:
+        return params.member
+    if params.source == "snapshot":
+        return choose_member(members).pod
+    # member-db: the member most likely to hold the newest data whose pod runs (exec needs it)
+    readable = [m for m in members if m.revision is not None] or members
+    if not readable:
+        raise RunbookError("no etcd member pod to copy member/snap/db from; give --member or restore from a backup")
+    return max(readable, key=lambda m: (m.revision or 0, m.pod == "etcd-0")).pod
+
+
+def restore_plan(params: EtcdRestoreParams, target: RunTarget, layout: EtcdLayout, snapshot: LocalSnapshot | None,
+                 source: str) -> list[PlanStep]:
+    ref, cp = target.ref, layout.namespace
+    ctx = f"--context {params.management.context} " if params.management.context else ""
+    oc = f"oc {ctx}-n {cp}"
+    first, others = layout.claims[0], layout.claims[1:]
+    steps = [PlanStep(step="fetch and check the snapshot", changes=f"a file on the runner ({source})",
+                      command="aws s3 cp ... snapshot.db && sha256sum snapshot.db && etcdutl snapshot status snapshot.db"),
+             PlanStep(step="take the hosted cluster's lock", changes=f"Lease {ref.namespace}/{ref.lease_name}"),
+             PlanStep(step="approval", command="hcp-runbooks approve RUN_ID --approver NAME"),
+             PlanStep(step="pause reconciliation", changes=f"spec.pausedUntil of {ref} to 'true'", lowers_availability=True,
+                      command=f"oc {ctx}-n {ref.namespace} patch hostedcluster/{ref.name} --type=merge "
+                              "-p '{\"spec\":{\"pausedUntil\":\"true\"}}'")]
+    steps += [PlanStep(step=f"scale {name} to 0", changes=f"deployment {cp}/{name} to 0 (replicas recorded)",
+                       lowers_availability=True, command=f"{oc} scale deployment/{name} --replicas=0")
+              for name in QUIESCE_DEPLOYMENTS]
+    steps += [
+        PlanStep(step="stop etcd", changes=f"statefulset {cp}/etcd from {layout.replicas} to 0", lowers_availability=True,
+                 command=f"{oc} scale statefulset/etcd --replicas=0"),
+        PlanStep(step="delete the other members' volumes", changes=", ".join(others) or "none (single member)",
+                 destructive=bool(others), command=f"{oc} delete pvc {' '.join(others)}" if others else ""),
+        PlanStep(step="start a data pod on the first member's volume", changes=f"deployment {cp}/hcp-runbooks-etcd-data "
+                 f"({layout.image}, {first} at /var/lib)", command=f"{oc} apply -f etcd-data.yaml"),
+        PlanStep(step="copy the snapshot in", changes=f"file {SNAPSHOT_IN_POD} on {first}",
+                 command=f"{oc} cp snapshot.db DATA_POD:{SNAPSHOT_IN_POD}"),
+        PlanStep(step="restore", changes=f"/var/lib/data on {first} replaced (old data kept in "
+                 f"{previous_data_dir(target.operation_id)})", destructive=True,
+                 command=f"{oc} exec DATA_POD -- etcdutl snapshot restore {SNAPSHOT_IN_POD} --data-dir /var/lib/data "
+                         f"--name {layout.first_member} --initial-cluster {layout.initial_cluster} "
+                         f"--initial-cluster-token {layout.token} --initial-advertise-peer-urls {layout.first_peer_url}"
+                         + (" --skip-hash-check" if snapshot and snapshot.skip_hash_check else "")),
+        PlanStep(step="remove the data pod", command=f"{oc} delete deployment hcp-runbooks-etcd-data"),
+        PlanStep(step="start etcd and wait until every member is healthy",
+                 changes=f"statefulset {cp}/etcd back to {layout.replicas}",
+                 command=f"{oc} scale statefulset/etcd --replicas={layout.replicas}"),
+        PlanStep(step="scale the API servers back and resume reconciliation",
+                 changes="the replica counts and pausedUntil recorded before",
+                 command=f"{oc} scale deployment/kube-apiserver --replicas=N ...; oc {ctx}-n {ref.namespace} patch "
+                         f"hostedcluster/{ref.name} --type=merge -p '{{\"spec\":{{\"pausedUntil\":null}}}}'"),
+        PlanStep(step="verify every member against the snapshot",
+                 command="etcdctl endpoint hashkv --rev=R; etcdctl get '' --prefix --count-only --rev=R"),
+        PlanStep(step="wait until the hosted cluster is Available"),
+    ]
+    if not params.keep_previous_data:
+        steps.append(PlanStep(step="remove the old data directory", changes=previous_data_dir(target.operation_id),
+                              command=f"{oc} exec etcd-0 -c etcd -- rm -rf {previous_data_dir(target.operation_id)}"))
+    return steps
+
+
+def _state(cluster: HostedClusterInfo, members: list[MemberStatus], snapshot: LocalSnapshot) -> str:
+    current = max((m.revision or 0 for m in members), default=0)
+    taken = f"{snapshot.taken_at:%Y-%m-%d %H:%M:%S} UTC" if snapshot.taken_at else "unknown time"
+    lines = [f"- HostedCluster {cluster.namespace}/{cluster.name} (uid {cluster.uid}): Available="
+             f"{cluster.conditions.get('Available', '?')}, pausedUntil {cluster.paused_until!r}"]
+    lines += [f"- etcd {m.describe()}" for m in members]
+    lines.append(f"- snapshot: {snapshot.source}, revision {snapshot.revision}, taken {taken}, SHA-256 "
+                 f"{snapshot.sha256}" + (" (no integrity hash: member/snap/db copy)" if snapshot.skip_hash_check else ""))
+    lines.append(f"- **data lost by this restore**: {_loss(current, snapshot)}")
+    return "\n".join(lines)
+
+
+def _loss(current_revision: int, snapshot: LocalSnapshot) -> str:
+    if not current_revision:
+        return "unknown (no member could tell its revision): every write after the snapshot"
+    if current_revision <= snapshot.revision:
+        return f"none visible (the cluster is at revision {current_revision}, the snapshot at {snapshot.revision})"
+    since = f" since {snapshot.taken_at:%Y-%m-%d %H:%M:%S} UTC" if snapshot.taken_at else ""
+    return (f"{current_revision - snapshot.revision} revisions of writes{since} (cluster at revision "
+            f"{current_revision}, snapshot at {snapshot.revision})")
+
+
+@flow(name="etcd-restore", flow_run_name=_run_name, validate_parameters=True)
+def etcd_restore(params: EtcdRestoreParams) -> RunReport:
+    target = RunTarget(management=params.management, management_cluster=params.management_cluster_name,
+                       hosted_cluster=params.hosted_cluster, operation_id=operation_id_for_run(params.operation_id))
+    with Runbook(RUNBOOK, target, dry_run=params.dry_run) as rb:
+        rb.report.next_command = restore_command(params, target.operation_id)
+        # Read-only first: anything wrong stops here.
+        cluster = rb.step(read_cluster, target)
+        layout = rb.step(read_etcd_layout, target)
+        members = rb.step(member_statuses, target)
+        lowered = rb.step(pending_undo, target)
+        restored = completed_result(restore_data, target)
+
+        snapshot = completed_result(fetch_snapshot, target)
+        if snapshot is not None and restored is None and not check_local_copy(snapshot):
+            snapshot = None  # the earlier run's file is gone (another runner, a cleaned temp dir): fetch again
+            if params.source in ("snapshot", "member-db") and lowered:
+                raise RunbookError(f"{target}: the snapshot this operation took is no longer on this runner and etcd "
+                                   "may already be stopped; restore from a backup instead: "
+                                   + restore_command(params.model_copy(update={"source": "latest-backup",
+                                                                                "member": None}), None))
+        backup_url = None
+        if params.source in ("latest-backup", "backup"):
+            backup_url = rb.step(choose_backup, target, params.aws, params.bucket or "", params.prefix, params.backup)
+        member = _source_member(params, members)
+        source = backup_url or f"{params.source} of {member}"
+        snapshot = rb.step(fetch_snapshot.with_options(refresh_cache=snapshot is None and restored is None), target,
+                           params.source, params.aws, backup_url, member, params.work_dir)
+        rb.report.verification.append(f"snapshot checked before any change: {snapshot.source}, SHA-256 "
+                                      f"{snapshot.sha256}, revision {snapshot.revision}, {snapshot.size_bytes} bytes")
+        rb.report.plan = restore_plan(params, target, layout, snapshot, source)
+        rb.report.figures.update({"snapshot": snapshot.source, "snapshot revision": str(snapshot.revision),
+                                  "data lost": _loss(max((m.revision or 0 for m in members), default=0), snapshot)})
+        if params.dry_run:
+            return rb.report
+
+        rb.acquire_lock(break_held_by=params.break_lock_held_by, approve_break=lambda info: approval_gate(
+            rb, "break-lock", f"Break the lock on {target.ref} held by {info.holder}",
+            f"Lease {info.namespace}/{info.name}: holder {info.holder}", rb.report.plan, params.approval))
+
+        if restored is None:
+            if not lowered:  # a re-run whose earlier run was approved and stopped the cluster asks no more
+                approval_gate(rb, "restore", f"Restore etcd of {target.ref} from a snapshot (API downtime; writes "
+                              "after the snapshot are lost)", _state(cluster, members, snapshot), rb.report.plan,
+                              params.approval)
+            rb.report.cluster_state = "running on its old data (nothing changed yet)"
+            q = rb.step(quiesce_control_plane, target, list(QUIESCE_DEPLOYMENTS), params.timeout_seconds, RUNBOOK)
+            rb.report.changes += q.changes
+            if rb.step(stop_etcd, target, layout, params.timeout_seconds):
+                rb.changed("etcd-stopped", f"scaled statefulset {layout.namespace}/etcd from {layout.replicas} to 0")
+            rb.report.cluster_state = ("etcd stopped, its data untouched; a failure now scales etcd and the API "
+                                       "servers back on the old data")
+            for claim in rb.step(delete_member_volumes, target, layout, params.timeout_seconds):
+                rb.changed("volume-deleted", f"deleted PVC {layout.namespace}/{claim} (the member rejoins empty)")
+            rb.report.cluster_state = (f"etcd stopped; {layout.claims[0]} holds the old data, the other members' "
+                                       "volumes are deleted (they rejoin from the first member when etcd starts)")
+            pod = rb.step(start_data_pod, target, layout, params.timeout_seconds)
+            rb.cleanup_on_failure(f"removed the data pod {pod}",
+                                  lambda: remove_data_pod.fn(target, layout, params.timeout_seconds))
+            if rb.step(copy_snapshot, target, layout, pod, snapshot, params.timeout_seconds):
+                rb.changed("snapshot-copied", f"copied the snapshot into {pod}:{SNAPSHOT_IN_POD}")
+            restored = rb.step(restore_data, target, layout, pod, snapshot, params.timeout_seconds)
+            rb.changed("restored", f"restored the snapshot into {layout.claims[0]} (old data kept in "
+                       f"{previous_data_dir(target.operation_id)})")
+            rb.step(remove_data_pod, target, layout, params.timeout_seconds)
+        else:
+            rb.skipped("restore", f"done by an earlier run of this operation at {restored.at:%H:%M:%S} UTC; never "
+                       "restored twice")
+        rb.report.cluster_state = (f"etcd data restored on {layout.claims[0]} (revision {snapshot.revision}); old data "
+                                   f"in {previous_data_dir(target.operation_id)}; etcd and the API servers are being "
+                                   "started: re-run the same operation to continue")
+        statuses = rb.step(start_etcd, target, layout, params.timeout_seconds)
+        rb.report.verification.append("every member healthy: " + "; ".join(s.describe() for s in statuses))
+        back = rb.step(restore_availability, target, params.timeout_seconds, RUNBOOK)
+        for line in back.restored:
+            rb.changed("restored-availability", line)
+        if back.down_since:
+            rb.report.figures["API downtime"] = f"{back.downtime_seconds:.1f} s"
+        verified = rb.step(verify_restore, target, layout, snapshot)
+        rb.report.verification += verified.lines
+        rb.step(wait_cluster_available, target, params.timeout_seconds)
+        rb.report.verification.append(f"HostedCluster {target.ref} is Available")
+        if not params.keep_previous_data:
+            removed = rb.step(remove_previous_data, target, layout)
+            rb.changed("previous-data-removed", f"removed the old data directory {removed} (verified restore)")
+        rb.report.cluster_state = f"running on the restored data (revision {snapshot.revision}), verified"
+        rb.report.figures.update({"members": str(verified.members), "keys at snapshot revision": str(verified.key_count)})
+    return rb.report

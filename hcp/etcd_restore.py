@@ -1,0 +1,349 @@
+"""The in-place restore of a hosted control plane's managed etcd: the documented on-premise
+procedure ("Backing up and restoring etcd on a hosted cluster in an on-premise environment",
+OpenShift docs, modules/hosted-cluster-etcd-backup-restore-on-premise.adoc), as plain steps.
+
+What differs from the documented commands, on purpose:
+* the restore's `--initial-cluster`, `--initial-cluster-token` and `--initial-advertise-peer-urls`
+  come from the StatefulSet's own environment (the document hard-codes three members and a token);
+* `--skip-hash-check` only for a copy of `member/snap/db` (which has no hash); a real snapshot's
+  integrity hash is checked (the document always skips it);
+* the old data directory is moved aside (`data.before-<operation>`), not deleted, until the restored
+  etcd is verified: nothing is lost if the restore goes wrong;
+* every step is idempotent: the restore itself leaves a marker so a re-run never restores twice
+  (a second restore after the writers are back would lose their writes).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import shlex
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+from pydantic import BaseModel
+
+from hcp import pod_exec
+from hcp.etcd_member import EtcdMember, MemberStatus, list_members, member_status
+from hcp.waits import WaitTimeout, wait_for_set
+
+__all__ = ["EtcdRestoreError", "EtcdLayout", "read_layout", "stop_statefulset", "delete_member_claims",
+           "DATA_POD_APP", "data_pod_deployment", "start_data_pod", "copy_into_pod", "restore_script", "run_restore",
+           "remove_data_pod", "start_statefulset", "wait_members_healthy", "remove_previous_data", "previous_data_dir",
+           "SNAPSHOT_IN_POD"]
+
+STATEFULSET = "etcd"
+ETCD_CONTAINER = "etcd"
+DEFAULT_TOKEN = "etcd-cluster"  # etcd's default --initial-cluster-token; HyperShift sets none
+DATA_POD_APP = "hcp-runbooks-etcd-data"
+DATA_MOUNT = "/var/lib"  # the etcd container mounts its claim here; data is /var/lib/data
+SNAPSHOT_IN_POD = f"{DATA_MOUNT}/restored.snap.db"
+_COPY_CHUNK = 4 << 20
+
+
+class EtcdRestoreError(RuntimeError):
+    """A restore step failed; names the namespace, the step and what to do next."""
+
+    def __init__(self, message: str, *, namespace: str, step: str, next_step: str) -> None:
+        super().__init__(f"etcd restore in {namespace}, step {step}: {message}. Next: {next_step}")
+        self.namespace = namespace
+        self.step = step
+        self.next_step = next_step
+
+
+class EtcdLayout(BaseModel):
+    """What the restore needs from the etcd StatefulSet, read before anything changes."""
+
+    namespace: str
+    image: str
+    replicas: int
+    members: list[str]  # etcd-0 ... in ordinal order
+    claims: list[str]  # data-etcd-0 ... (the first is restored, the others deleted)
+    initial_cluster: str
+    token: str
+    first_peer_url: str  # the peer URL of members[0], from the initial cluster
+
+    @property
+    def first_member(self) -> str:
+        return self.members[0]
+
+
+def _expand(value: str, variables: dict[str, str]) -> str:
+    """Kubernetes $(VAR) references in env values."""
+    return re.sub(r"\$\((\w+)\)", lambda m: variables.get(m.group(1), m.group(0)), value)
+
+
+def read_layout(api: client.ApiClient, namespace: str) -> EtcdLayout:
+    try:
+        sts = client.AppsV1Api(api).read_namespaced_stateful_set(STATEFULSET, namespace)
+    except ApiException as e:
+        if e.status == 404:
+            raise EtcdRestoreError(f"StatefulSet {namespace}/{STATEFULSET} not found", namespace=namespace,
+                                   step="read etcd", next_step="is this a hosted cluster with managed etcd? "
+                                   "(`oc -n NAMESPACE get hostedcluster NAME -o jsonpath={.spec.etcd}`)") from None
+        raise
+    containers = {c.name: c for c in sts.spec.template.spec.containers}
+    etcd = containers.get(ETCD_CONTAINER)
+    if etcd is None:
+        raise EtcdRestoreError(f"StatefulSet {STATEFULSET} has no container {ETCD_CONTAINER!r}", namespace=namespace,
+                               step="read etcd", next_step="restore by hand following the documented procedure")
+    env = {e.name: e.value for e in etcd.env or [] if e.value is not None}
+    replicas = sts.spec.replicas or 0
+    if replicas == 0:
+        # A re-run after the StatefulSet was scaled down: the count to restore is in the initial cluster.
+        replicas = len([e for e in env.get("ETCD_INITIAL_CLUSTER", "").split(",") if e])
+    members = [f"{STATEFULSET}-{i}" for i in range(replicas)]
+    templates = sts.spec.volume_claim_templates or []
+    data = next((t for t in templates if any(m.name == t.metadata.name and m.mount_path == DATA_MOUNT
+                                             for m in etcd.volume_mounts or [])), None)
+    if data is None:
+        raise EtcdRestoreError(f"no volume claim template mounted at {DATA_MOUNT} in container {ETCD_CONTAINER}",
+                               namespace=namespace, step="read etcd", next_step="restore by hand")
+    peers: dict[str, str] = {}
+    for entry in env.get("ETCD_INITIAL_CLUSTER", "").split(","):
+        name, sep, url = entry.partition("=")
+        if sep:
+            peers[name.strip()] = _expand(url.strip(), {"NAMESPACE": namespace, "HOSTNAME": name.strip()})
+    if sorted(peers) != sorted(members):
+        raise EtcdRestoreError(f"ETCD_INITIAL_CLUSTER names {sorted(peers)}, the StatefulSet has {members}",
+                               namespace=namespace, step="read etcd",
+                               next_step="the StatefulSet is not in its rendered state; let the control-plane-operator "
+                                         "reconcile it, then run again")
+    return EtcdLayout(namespace=namespace, image=etcd.image, replicas=replicas, members=members,
+                      claims=[f"{data.metadata.name}-{m}" for m in members],
+                      initial_cluster=",".join(f"{m}={peers[m]}" for m in members),
+                      token=env.get("ETCD_INITIAL_CLUSTER_TOKEN") or DEFAULT_TOKEN, first_peer_url=peers[members[0]])
+
+
+def _pods(api: client.ApiClient, namespace: str, selector: str, what: str, condition: Any, timeout: float,
+          step: str) -> list[client.V1Pod]:
+    try:
+        return wait_for_set(client.CoreV1Api(api).list_namespaced_pod, condition, timeout=timeout, what=what,
+                            namespace=namespace, label_selector=selector)
+    except WaitTimeout as e:
+        seen = ", ".join(f"{p.metadata.name} {p.status.phase}" for p in e.last or []) or "none"
+        raise EtcdRestoreError(f"{e} (pods: {seen})", namespace=namespace, step=step,
+                               next_step=f"look at `oc -n {namespace} get pods -l {selector}` and their events") from None
+
+
+def _running(pod: client.V1Pod) -> bool:
+    statuses = pod.status.container_statuses or []
+    return (pod.status.phase == "Running" and pod.metadata.deletion_timestamp is None
+            and bool(statuses) and all(s.ready for s in statuses))
+
+
+def stop_statefulset(api: client.ApiClient, layout: EtcdLayout, timeout: float) -> None:
+    """Scale etcd to 0 and wait until every member pod is gone (its files closed)."""
+    client.AppsV1Api(api).patch_namespaced_stateful_set_scale(STATEFULSET, layout.namespace, {"spec": {"replicas": 0}})
+    _pods(api, layout.namespace, "app=etcd", "every etcd pod gone", lambda pods: not pods, timeout, "stop etcd")
+
+
+def delete_member_claims(api: client.ApiClient, layout: EtcdLayout, timeout: float) -> list[str]:
+    """Delete the data claims of every member but the first (they rejoin empty) and wait until they
+    are gone. Returns the claims deleted now (a re-run finds them gone)."""
+    core = client.CoreV1Api(api)
+    deleted = []
+    for claim in layout.claims[1:]:
+        try:
+            core.delete_namespaced_persistent_volume_claim(claim, layout.namespace)
+            deleted.append(claim)
+        except ApiException as e:
+            if e.status != 404:
+                raise
+    doomed = set(layout.claims[1:])
+    try:
+        wait_for_set(core.list_namespaced_persistent_volume_claim,
+                     lambda claims: not doomed & {c.metadata.name for c in claims}, timeout=timeout,
+                     what=f"claims {', '.join(sorted(doomed))} deleted", namespace=layout.namespace)
+    except WaitTimeout as e:
+        raise EtcdRestoreError(str(e), namespace=layout.namespace, step="delete member volumes",
+                               next_step="a pod still uses them (pvc-protection): "
+                                         f"`oc -n {layout.namespace} get pods -l app=etcd`") from None
+    return deleted
+
+
+def data_pod_deployment(layout: EtcdLayout, operation_id: str) -> dict[str, Any]:
+    """The documented data-access Deployment: the etcd image, the first member's claim at /var/lib,
+    a shell that waits."""
+    labels = {"app": DATA_POD_APP, "hcp-runbooks/operation": operation_id.lower()[:63]}
+    return {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": DATA_POD_APP, "namespace": layout.namespace, "labels": labels},
+        "spec": {
+            "replicas": 1,
+            "strategy": {"type": "Recreate"},  # never two pods on the claim
+            "selector": {"matchLabels": {"app": DATA_POD_APP}},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "containers": [{
+                        "name": "access", "image": layout.image,
+                        "command": ["/usr/bin/bash"], "args": ["-c", "while true; do sleep 1000; done"],
+                        "volumeMounts": [{"name": "data", "mountPath": DATA_MOUNT}],
+                    }],
+                    "terminationGracePeriodSeconds": 1,
+                    "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": layout.claims[0]}}],
+                },
+            },
+        },
+    }
+
+
+def start_data_pod(api: client.ApiClient, layout: EtcdLayout, operation_id: str, timeout: float) -> str:
+    """Create the data-access Deployment (or find this operation's) and return its running pod."""
+    apps = client.AppsV1Api(api)
+    try:
+        apps.create_namespaced_deployment(layout.namespace, data_pod_deployment(layout, operation_id))
+    except ApiException as e:
+        if e.status != 409:
+            raise
+        existing = apps.read_namespaced_deployment(DATA_POD_APP, layout.namespace)
+        owner = (existing.metadata.labels or {}).get("hcp-runbooks/operation")
+        if owner != operation_id.lower()[:63]:
+            raise EtcdRestoreError(f"deployment {DATA_POD_APP} exists, made by operation {owner!r}",
+                                   namespace=layout.namespace, step="start the data pod",
+                                   next_step=f"finish or recover that operation (`hcp-runbooks recover {owner}`), or "
+                                             f"delete it: `oc -n {layout.namespace} delete deployment {DATA_POD_APP}`")
+    pods = _pods(api, layout.namespace, f"app={DATA_POD_APP}", f"the {DATA_POD_APP} pod running",
+                 lambda pods: len(pods) == 1 and _running(pods[0]), timeout, "start the data pod")
+    return str(pods[0].metadata.name)
+
+
+def copy_into_pod(api: client.ApiClient, namespace: str, pod: str, source: Path, sha256: str, *,
+                  timeout: float) -> None:
+    """Stream the local snapshot into the pod (`oc cp`), then check its SHA-256 there."""
+    size = source.stat().st_size
+    part = f"{SNAPSHOT_IN_POD}.part"
+
+    def chunks() -> Iterator[bytes]:
+        with source.open("rb") as f:
+            while chunk := f.read(_COPY_CHUNK):
+                yield chunk
+
+    script = f"head -c {size} > {part} && sha256sum {part} && mv {part} {SNAPSHOT_IN_POD}"
+    try:
+        out = pod_exec.run_with_input(api, namespace, pod, "access", ["sh", "-c", script], chunks(),
+                                      timeout=timeout).text
+    except pod_exec.ExecError as e:
+        raise EtcdRestoreError(f"copying the snapshot into {pod} failed: {e}", namespace=namespace,
+                               step="copy the snapshot", next_step="run again with the same operation id") from e
+    got = out.split()[0] if out.split() else ""
+    if got != sha256:
+        pod_exec.run(api, namespace, pod, "access", ["rm", "-f", SNAPSHOT_IN_POD], check=False)
+        raise EtcdRestoreError(f"the copy in {pod} has SHA-256 {got or '?'}, the snapshot {sha256}",
+                               namespace=namespace, step="copy the snapshot",
+                               next_step="run again with the same operation id (the copy is retried)")
+
+
+def snapshot_in_pod(api: client.ApiClient, namespace: str, pod: str) -> str | None:
+    """SHA-256 of the snapshot already copied into the data pod, if there is one."""
+    result = pod_exec.run(api, namespace, pod, "access", ["sh", "-c", f"test -f {SNAPSHOT_IN_POD} && "
+                                                                      f"sha256sum {SNAPSHOT_IN_POD}"], check=False)
+    return result.text.split()[0] if result.exit_code == 0 and result.text.split() else None
+
+
+def previous_data_dir(operation_id: str) -> str:
+    return f"{DATA_MOUNT}/data.before-{operation_id.lower()}"
+
+
+def _marker(operation_id: str) -> str:
+    return f"{DATA_MOUNT}/hcp-runbooks-restored-{operation_id.lower()}"
+
+
+def restore_script(layout: EtcdLayout, operation_id: str, *, skip_hash_check: bool) -> str:
+    """The restore, idempotent: restore into a scratch directory, move the old data aside (kept),
+    put the restored data in place, leave a marker. A re-run after the marker does nothing."""
+    args = ["snapshot", "restore", SNAPSHOT_IN_POD, "--data-dir", f"{DATA_MOUNT}/data.restoring",
+            "--name", layout.first_member, "--initial-cluster", layout.initial_cluster,
+            "--initial-cluster-token", layout.token, "--initial-advertise-peer-urls", layout.first_peer_url]
+    if skip_hash_check:
+        args.append("--skip-hash-check")
+    restore = " ".join(shlex.quote(a) for a in args)
+    marker, previous = _marker(operation_id), previous_data_dir(operation_id)
+    data, restoring = f"{DATA_MOUNT}/data", f"{DATA_MOUNT}/data.restoring"
+    # OpenShift's etcd image may lack etcdutl (HyperShift's etcd-init.sh says so); etcdctl's
+    # deprecated `snapshot restore` takes the same flags then.
+    return "\n".join([
+        "set -eu",
+        f'if [ -f {marker} ]; then echo "already restored by this operation"; exit 0; fi',
+        f'[ -f {SNAPSHOT_IN_POD} ] || {{ echo "no snapshot at {SNAPSHOT_IN_POD}" >&2; exit 3; }}',
+        f"rm -rf {restoring}",
+        f"if command -v etcdutl >/dev/null 2>&1; then etcdutl {restore}; else ETCDCTL_API=3 etcdctl {restore}; fi",
+        f"if [ -d {data} ]; then if [ -d {previous} ]; then rm -rf {data}; else mv {data} {previous}; fi; fi",
+        f"mv {restoring} {data}",
+        f"touch {marker}",
+        f"rm -f {SNAPSHOT_IN_POD}",
+        "echo restored",
+    ])
+
+
+def run_restore(api: client.ApiClient, layout: EtcdLayout, pod: str, operation_id: str, *,
+                skip_hash_check: bool, timeout: float) -> str:
+    try:
+        return pod_exec.run(api, layout.namespace, pod, "access",
+                            ["bash", "-c", restore_script(layout, operation_id, skip_hash_check=skip_hash_check)],
+                            timeout=timeout).text.strip()
+    except pod_exec.ExecError as e:
+        stderr = e.stderr.decode("utf-8", "replace").strip()[-800:]
+        raise EtcdRestoreError(f"the restore failed: {stderr or e}", namespace=layout.namespace, step="restore",
+                               next_step="the old data is untouched or kept in "
+                                         f"{previous_data_dir(operation_id)} on {layout.claims[0]}; fix the cause and "
+                                         "run again with the same operation id") from e
+
+
+def remove_data_pod(api: client.ApiClient, namespace: str, timeout: float) -> bool:
+    """Delete the data-access Deployment and wait until its pod is gone (it holds the claim)."""
+    removed = True
+    try:
+        client.AppsV1Api(api).delete_namespaced_deployment(DATA_POD_APP, namespace, propagation_policy="Foreground")
+    except ApiException as e:
+        if e.status != 404:
+            raise
+        removed = False
+    _pods(api, namespace, f"app={DATA_POD_APP}", f"the {DATA_POD_APP} pod gone", lambda pods: not pods, timeout,
+          "remove the data pod")
+    return removed
+
+
+def start_statefulset(api: client.ApiClient, layout: EtcdLayout, timeout: float) -> None:
+    """Scale etcd back and wait until every member pod runs."""
+    client.AppsV1Api(api).patch_namespaced_stateful_set_scale(STATEFULSET, layout.namespace,
+                                                              {"spec": {"replicas": layout.replicas}})
+    want = set(layout.members)
+    _pods(api, layout.namespace, "app=etcd", f"{layout.replicas} etcd pods running",
+          lambda pods: {p.metadata.name for p in pods if _running(p)} >= want, timeout, "start etcd")
+
+
+def wait_members_healthy(api: client.ApiClient, layout: EtcdLayout, timeout: float,
+                         interval: float = 0.5) -> list[MemberStatus]:
+    """Until every member answers `endpoint health` (a quorum read). etcd has no watch for its own
+    health, so this asks each member in turn, every `interval` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        statuses = [member_status(api, EtcdMember(layout.namespace, pod)) for pod in list_members(api, layout.namespace)]
+        if len(statuses) == layout.replicas and all(s.healthy for s in statuses):
+            return statuses
+        if time.monotonic() > deadline:
+            listing = "; ".join(s.describe() for s in statuses) or "no members"
+            raise EtcdRestoreError(f"etcd not healthy after {timeout:.0f}s: {listing}", namespace=layout.namespace,
+                                   step="wait for etcd", next_step=f"look at `oc -n {layout.namespace} logs etcd-0 -c "
+                                   "etcd`; run again with the same operation id to keep waiting")
+        time.sleep(interval)
+
+
+def remove_previous_data(api: client.ApiClient, layout: EtcdLayout, operation_id: str) -> None:
+    """After the restored etcd is verified: the old data directory kept on the first member's claim.
+    The marker stays (a few bytes): it keeps a late re-run of the operation from restoring again."""
+    pod_exec.run(api, layout.namespace, layout.first_member, ETCD_CONTAINER,
+                 ["rm", "-rf", previous_data_dir(operation_id)], timeout=300)
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()

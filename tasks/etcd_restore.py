@@ -1,0 +1,190 @@
+"""Tasks of the in-place etcd restore (hcp.etcd_restore holds the steps themselves).
+
+Which steps are checkpointed, and why: fetching the snapshot (a re-run reuses the checked local
+file) and the restore itself (a re-run must never restore twice: after the first restore the
+writers may have written again). The others are idempotent and act on what they find, because
+the undo of a failed run may have put back what an earlier run of the operation changed."""
+
+from __future__ import annotations
+
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+
+from kubernetes import client
+from prefect import task
+from pydantic import BaseModel
+
+from hcp import etcd_restore, snapshot_source
+from hcp import hosted_cluster as hc
+from hcp.aws_access import AwsAccess
+from hcp.backup_catalog import list_backups
+from hcp.etcd_member import EtcdMember, MemberStatus
+from hcp.etcd_restore import EtcdLayout
+from hcp.hosted_cluster import HostedClusterError, read_hosted_cluster
+from hcp.naming import BackupLocation
+from hcp.restore_verify import snapshot_keyspace, verify_restored
+from hcp.run_target import RunTarget
+from hcp.snapshot_source import LocalSnapshot, SnapshotSourceError, SourceKind
+from hcp.undo_journal import UndoAction, UndoJournal
+from hcp.waits import WaitTimeout, wait_for_object
+from tasks.aws import s3_client
+from tasks.checkpoint import checkpointed
+from tasks.etcd import snapshot_path
+
+__all__ = ["read_etcd_layout", "choose_backup", "fetch_snapshot", "stop_etcd", "delete_member_volumes",
+           "start_data_pod", "copy_snapshot", "restore_data", "remove_data_pod", "start_etcd", "verify_restore",
+           "wait_cluster_available", "remove_previous_data", "RestoredData", "Verified", "work_dir_for"]
+
+RUNBOOK = "etcd-restore"
+
+
+class RestoredData(BaseModel):
+    at: datetime
+    output: str
+
+
+class Verified(BaseModel):
+    lines: list[str]
+    members: int
+    key_count: int
+
+
+def work_dir_for(base: str | None, target: RunTarget) -> Path:
+    """Where the operation keeps its snapshot on the runner (stable across re-runs of the operation)."""
+    root = Path(base) if base else Path(tempfile.gettempdir()) / "hcp-runbooks"
+    return root / target.operation_id
+
+
+@task(name="read-etcd-layout")
+def read_etcd_layout(target: RunTarget) -> EtcdLayout:
+    return etcd_restore.read_layout(target.api_client(), target.ref.control_plane_namespace)
+
+
+@task(name="choose-backup")
+def choose_backup(target: RunTarget, aws: AwsAccess, bucket: str, prefix: str, backup: str | None) -> str:
+    """The backup's location URL: the one given (its prefix or its manifest.json), else the newest
+    complete backup of this hosted cluster on this management cluster."""
+    if backup:
+        wanted = backup.removesuffix("manifest.json")
+        loc = BackupLocation.parse(wanted)
+        entries = list_backups(s3_client(aws), loc.bucket, loc.prefix, management_cluster=loc.management_cluster,
+                               hosted_cluster=loc.hosted_cluster)
+        entry = next((e for e in entries if e.location.url == loc.url), None)
+        if entry is None or not entry.complete:
+            raise SnapshotSourceError("not found" if entry is None else entry.status, source=f"backup {loc.url}",
+                                      step="choose backup", next_step="list the backups with `hcp-runbooks backups list "
+                                      f"--bucket {loc.bucket} --cluster {target.ref}`")
+        return entry.location.url
+    entries = [e for e in list_backups(s3_client(aws), bucket, prefix, management_cluster=target.management_cluster,
+                                       hosted_cluster=target.ref) if e.complete]
+    if not entries:
+        raise SnapshotSourceError(f"no complete backup of {target.ref} from {target.management_cluster} under "
+                                  f"s3://{bucket}/{prefix}", source="latest backup", step="choose backup",
+                                  next_step="give a backup's URL (`--backup s3://...`), or use --source snapshot / "
+                                            "member-db")
+    return entries[-1].location.url
+
+
+@checkpointed(name="fetch-snapshot")
+def fetch_snapshot(target: RunTarget, kind: SourceKind, aws: AwsAccess, backup_url: str | None, member: str | None,
+                   work_dir: str | None) -> LocalSnapshot:
+    dest = work_dir_for(work_dir, target) / "snapshot.db"
+    api = target.api_client()
+    namespace = target.ref.control_plane_namespace
+    if kind in ("latest-backup", "backup"):
+        assert backup_url
+        loc = BackupLocation.parse(backup_url)
+        entry = next(e for e in list_backups(s3_client(aws), loc.bucket, loc.prefix,
+                                              management_cluster=loc.management_cluster,
+                                              hosted_cluster=loc.hosted_cluster) if e.location.url == loc.url)
+        return snapshot_source.fetch_backup(s3_client(aws), entry, dest)
+    assert member
+    if kind == "snapshot":
+        return snapshot_source.fetch_member_snapshot(api, EtcdMember(namespace, member),
+                                                     snapshot_path(target.operation_id), dest)
+    return snapshot_source.fetch_member_db(api, EtcdMember(namespace, member), dest)
+
+
+@task(name="stop-etcd")
+def stop_etcd(target: RunTarget, layout: EtcdLayout, timeout_seconds: float) -> bool:
+    """Record the member count, scale etcd to 0, wait for its pods to go. True if it acted now."""
+    api = target.api_client()
+    journal = UndoJournal(api, target.ref, target.operation_id)
+    known = {a.id for a in journal.pending()}
+    action = journal.record(UndoAction.scale_statefulset(layout.namespace, etcd_restore.STATEFULSET, layout.replicas))
+    etcd_restore.stop_statefulset(api, layout, timeout_seconds)
+    return action.id not in known
+
+
+@task(name="delete-member-volumes")
+def delete_member_volumes(target: RunTarget, layout: EtcdLayout, timeout_seconds: float) -> list[str]:
+    return etcd_restore.delete_member_claims(target.api_client(), layout, timeout_seconds)
+
+
+@task(name="start-data-pod")
+def start_data_pod(target: RunTarget, layout: EtcdLayout, timeout_seconds: float) -> str:
+    return etcd_restore.start_data_pod(target.api_client(), layout, target.operation_id, timeout_seconds)
+
+
+@task(name="copy-snapshot-in", retries=1, retry_delay_seconds=2)
+def copy_snapshot(target: RunTarget, layout: EtcdLayout, pod: str, snapshot: LocalSnapshot,
+                  timeout_seconds: float) -> bool:
+    """Copy the snapshot into the data pod unless the same file is already there. True if copied."""
+    api = target.api_client()
+    if etcd_restore.snapshot_in_pod(api, layout.namespace, pod) == snapshot.sha256:
+        return False
+    etcd_restore.copy_into_pod(api, layout.namespace, pod, Path(snapshot.path), snapshot.sha256,
+                               timeout=timeout_seconds)
+    return True
+
+
+@checkpointed(name="restore-data")
+def restore_data(target: RunTarget, layout: EtcdLayout, pod: str, snapshot: LocalSnapshot,
+                 timeout_seconds: float) -> RestoredData:
+    output = etcd_restore.run_restore(target.api_client(), layout, pod, target.operation_id,
+                                      skip_hash_check=snapshot.skip_hash_check, timeout=timeout_seconds)
+    return RestoredData(at=datetime.now(timezone.utc), output=output[-2000:])
+
+
+@task(name="remove-data-pod")
+def remove_data_pod(target: RunTarget, layout: EtcdLayout, timeout_seconds: float) -> bool:
+    return etcd_restore.remove_data_pod(target.api_client(), layout.namespace, timeout_seconds)
+
+
+@task(name="start-etcd")
+def start_etcd(target: RunTarget, layout: EtcdLayout, timeout_seconds: float) -> list[MemberStatus]:
+    api = target.api_client()
+    etcd_restore.start_statefulset(api, layout, timeout_seconds)
+    return etcd_restore.wait_members_healthy(api, layout, timeout_seconds)
+
+
+@task(name="verify-restore")
+def verify_restore(target: RunTarget, layout: EtcdLayout, snapshot: LocalSnapshot) -> Verified:
+    """Every member against the snapshot file, at the snapshot's revision (hcp.restore_verify)."""
+    facts = snapshot_keyspace(Path(snapshot.path), snapshot.revision)
+    check = verify_restored(target.api_client(), layout.namespace, facts, snapshot.revision,
+                            expected_members=layout.replicas)
+    return Verified(lines=check.lines(), members=len(check.members), key_count=facts.keys_at_snapshot)
+
+
+@task(name="wait-hosted-cluster-available")
+def wait_cluster_available(target: RunTarget, timeout_seconds: float) -> None:
+    def available(obj: dict | None) -> bool:
+        conditions = ((obj or {}).get("status") or {}).get("conditions") or []
+        return any(c["type"] == "Available" and c["status"] == "True" for c in conditions)
+    ref = target.ref
+    try:
+        wait_for_object(client.CustomObjectsApi(target.api_client()).list_namespaced_custom_object, ref.name,
+                        available, timeout=timeout_seconds, what=f"hosted cluster {ref} Available", group=hc.GROUP,
+                        version=hc.VERSION, namespace=ref.namespace, plural=hc.PLURAL)
+    except WaitTimeout as exc:
+        info = read_hosted_cluster(target.api_client(), ref, management=target.management_cluster)
+        raise HostedClusterError(f"{target}: {exc}; its conditions: {info.conditions}; etcd was restored and "
+                                 "verified, look at the control plane pods") from None
+
+
+@task(name="remove-previous-data")
+def remove_previous_data(target: RunTarget, layout: EtcdLayout) -> str:
+    etcd_restore.remove_previous_data(target.api_client(), layout, target.operation_id)
+    return etcd_restore.previous_data_dir(target.operation_id)
