@@ -129,3 +129,192 @@ def test_restore_after_the_cluster_is_gone_brings_back_the_keys_of_the_backup(
     hc_after = _hc(mgmt, ref)
     assert hc_after is not None
     assert hc_after["spec"]["etcd"]["managed"]["storage"]["restoreSnapshotURL"] == urls
+
+
+# -- a shared backup, targets of the tests' own ---------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def source(prefect_server: Path, rb_world: World, mgmt: client.ApiClient, access: ClusterAccess,
+           bucket: str) -> tuple[str, str]:
+    """A running cluster and a backup of it: NAMESPACE/NAME, prefix."""
+    name = f"s{uuid.uuid4().hex[:6]}"
+    rb_world.create_hosted_cluster(name)
+    ref = HostedClusterRef("clusters", name)
+    wait_for(lambda: ((_hc(mgmt, ref) or {}).get("status") or {}).get("conditions") and any(
+        c["type"] == "Available" and c["status"] == "True" for c in _hc(mgmt, ref)["status"]["conditions"]),
+        f"{ref} available", timeout=90)
+    _put(mgmt, ref, "/hcp-test/source", "in-the-backup")
+    prefix = f"t-{uuid.uuid4().hex[:6]}"
+    _backup(access, bucket, str(ref), prefix)
+    return str(ref), prefix
+
+
+@pytest.fixture
+def removed_afterwards(mgmt: client.ApiClient) -> Iterator[list[HostedClusterRef]]:
+    """HostedClusters a test created: deleted at the end (their etcd members are processes)."""
+    refs: list[HostedClusterRef] = []
+    yield refs
+    for ref in refs:
+        try:
+            client.CustomObjectsApi(mgmt).delete_namespaced_custom_object(*HS, ref.namespace, "hostedclusters", ref.name)
+        except client.ApiException:
+            pass
+
+
+def _namespace_with_secrets(mgmt: client.ApiClient, source_name: str, *, key: bool = False) -> str:
+    """A new namespace with the pull secret and SSH key the source's HostedCluster names (and, with
+    `key`, its encryption key secret holding another AES key than the backup's)."""
+    ns = f"r{uuid.uuid4().hex[:6]}"
+    core = client.CoreV1Api(mgmt)
+    core.create_namespace({"metadata": {"name": ns}})
+    for suffix in ("pull-secret", "ssh-key"):
+        s = core.read_namespaced_secret(f"{source_name}-{suffix}", "clusters")
+        core.create_namespaced_secret(ns, {"metadata": {"name": s.metadata.name}, "type": s.type, "data": s.data})
+    if key:
+        core.create_namespaced_secret(ns, {"metadata": {"name": f"{source_name}-etcd-encryption-key"},
+                                           "data": {"key": "b3RoZXIta2V5LW90aGVyLWtleS1vdGhlci1rZXktMDA="}})
+    return ns
+
+
+def _manifest_with_new_identity(s3: Any, bucket: str, prefix: str, **spec: Any) -> str:
+    """The backup's HostedCluster and NodePools as a user would hand them in (`--render` gives a new
+    clusterID and infraID), as YAML-compatible JSON text."""
+    key = next(o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=prefix)["Contents"]
+               if o["Key"].endswith("cluster-objects.json"))
+    doc = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+    hc = doc["items"][0]
+    hc["spec"].update(clusterID=str(uuid.uuid4()), infraID=f"{hc['metadata']['name']}-{uuid.uuid4().hex[:5]}", **spec)
+    return json.dumps(doc)
+
+
+def _versions(mgmt: client.ApiClient, namespace: str) -> dict[str, str]:
+    custom, core = client.CustomObjectsApi(mgmt), client.CoreV1Api(mgmt)
+    out = {f"hc/{o['metadata']['name']}": o["metadata"]["resourceVersion"]
+           for o in custom.list_namespaced_custom_object(*HS, namespace, "hostedclusters")["items"]}
+    out.update({f"np/{o['metadata']['name']}": o["metadata"]["resourceVersion"]
+                for o in custom.list_namespaced_custom_object(*HS, namespace, "nodepools")["items"]})
+    out.update({f"secret/{s.metadata.name}": s.metadata.resource_version
+                for s in core.list_namespaced_secret(namespace).items})
+    return out
+
+
+def _refused(state: Any, *problems: str) -> str:
+    assert state.is_failed()
+    with pytest.raises(Exception) as info:
+        state.result()
+    text = str(info.value)
+    for problem in problems:
+        assert problem in text, text
+    return text
+
+
+# -- refusals: nothing is created ------------------------------------------------------------------------
+
+def test_refusals_before_anything_is_created(prefect_server: Path, mgmt: client.ApiClient, access: ClusterAccess,
+                                             s3: Any, bucket: str, source: tuple[str, str]) -> None:
+    cluster, prefix = source
+    name = HostedClusterRef.parse(cluster).name
+    before = _versions(mgmt, "clusters")
+    # the HostedCluster is still there: restoreSnapshotURL can only be set on a new one
+    _refused(etcd_restore_new_cluster(params(access, bucket, source_cluster=cluster, prefix=prefix), return_state=True),
+             f"HostedCluster {cluster} already exists", "nothing was created")
+    # a copy beside it would share its clusterID and infraID
+    _refused(etcd_restore_new_cluster(params(access, bucket, source_cluster=cluster, prefix=prefix, name=f"{name}-copy"),
+                                      return_state=True), "the same clusterID", "and infraID")
+    # no such namespace
+    _refused(etcd_restore_new_cluster(params(access, bucket, source_cluster=cluster, prefix=prefix,
+                                             namespace="no-such-ns"), return_state=True),
+             "namespace no-such-ns does not exist", "oc create namespace no-such-ns")
+    assert _versions(mgmt, "clusters") == before
+    # a namespace whose encryption key secret holds another key; one without the pull secret
+    manifest = _manifest_with_new_identity(s3, bucket, prefix)
+    other_key = _namespace_with_secrets(mgmt, name, key=True)
+    _refused(etcd_restore_new_cluster(params(access, bucket, source_cluster=cluster, prefix=prefix, namespace=other_key,
+                                             hosted_cluster_manifest_content=manifest), return_state=True),
+             "holds another AES key")
+    empty = f"r{uuid.uuid4().hex[:6]}"
+    client.CoreV1Api(mgmt).create_namespace({"metadata": {"name": empty}})
+    _refused(etcd_restore_new_cluster(params(access, bucket, source_cluster=cluster, prefix=prefix, namespace=empty,
+                                             hosted_cluster_manifest_content=manifest), return_state=True),
+             f"secret {empty}/{name}-pull-secret (pull secret (spec.pullSecret)) does not exist")
+    for ns in (other_key, empty):
+        assert _labelled(mgmt, ns, "") == [] and set(_versions(mgmt, ns)) <= {
+            f"secret/{name}-pull-secret", f"secret/{name}-ssh-key", f"secret/{name}-etcd-encryption-key"}
+
+
+def test_a_corrupt_or_wrong_snapshot_is_caught_before_anything_is_created(
+        prefect_server: Path, mgmt: client.ApiClient, access: ClusterAccess, s3: Any, bucket: str,
+        source: tuple[str, str]) -> None:
+    cluster, good_prefix = source
+    prefix = f"t-{uuid.uuid4().hex[:6]}"
+    _backup(access, bucket, cluster, prefix)
+    snapshot = next(o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=prefix)["Contents"]
+                    if o["Key"].endswith("etcd-snapshot.db"))
+    other = next(o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=good_prefix)["Contents"]
+                 if o["Key"].endswith("etcd-snapshot.db"))
+    manifest = _manifest_with_new_identity(s3, bucket, prefix)
+    ns = _namespace_with_secrets(mgmt, HostedClusterRef.parse(cluster).name)
+    body = s3.get_object(Bucket=bucket, Key=snapshot)["Body"].read()
+    for wrong in (s3.get_object(Bucket=bucket, Key=other)["Body"].read(),  # another backup's snapshot
+                  body[:4096] + bytes(b ^ 0xFF for b in body[4096:8192]) + body[8192:]):  # damaged in place
+        s3.put_object(Bucket=bucket, Key=snapshot, Body=wrong)
+        _refused(etcd_restore_new_cluster(params(access, bucket, source_cluster=cluster, prefix=prefix, namespace=ns,
+                                                 hosted_cluster_manifest_content=manifest), return_state=True),
+                 "step sha256", "Nothing was changed")
+        assert set(_versions(mgmt, ns)) == {f"secret/{HostedClusterRef.parse(cluster).name}-{s}"
+                                            for s in ("pull-secret", "ssh-key")}
+
+
+def test_an_old_backup_without_the_hosted_cluster_needs_a_manifest(
+        prefect_server: Path, access: ClusterAccess, s3: Any, bucket: str, source: tuple[str, str]) -> None:
+    from hcp.backup_manifest import load
+    cluster, _ = source
+    prefix = f"t-{uuid.uuid4().hex[:6]}"
+    _backup(access, bucket, cluster, prefix)
+    key = next(o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=prefix)["Contents"]
+               if o["Key"].endswith("manifest.json"))
+    manifest = load(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+    assert manifest.cluster_objects_key is not None
+    old = manifest.model_copy(update={"cluster_objects_key": None, "object_keys": [
+        k for k in manifest.object_keys if k != manifest.cluster_objects_key]})
+    s3.put_object(Bucket=bucket, Key=key, Body=old.to_json())
+    s3.delete_object(Bucket=bucket, Key=manifest.cluster_objects_key)
+    _refused(etcd_restore_new_cluster(params(access, bucket, source_cluster=cluster, prefix=prefix, name="x",
+                                             namespace="clusters"), return_state=True),
+             "holds no copy of the HostedCluster", "hosted_cluster_manifest")
+
+
+def test_dry_run_rejection_and_timeout_create_nothing(prefect_server: Path, mgmt: client.ApiClient,
+                                                       access: ClusterAccess, s3: Any, bucket: str,
+                                                       source: tuple[str, str]) -> None:
+    import threading
+
+    from prefect.flow_runs import resume_flow_run
+    from tests.runbooks.test_etcd_backup import _paused_run_of
+    cluster, prefix = source
+    ns = _namespace_with_secrets(mgmt, HostedClusterRef.parse(cluster).name)
+    manifest = _manifest_with_new_identity(s3, bucket, prefix)
+    before = _versions(mgmt, ns)
+    kw = dict(source_cluster=cluster, prefix=prefix, namespace=ns, hosted_cluster_manifest_content=manifest)
+    plan = etcd_restore_new_cluster(params(access, bucket, dry_run=True, **kw))
+    assert plan.status == "planned"
+    steps = [s.step for s in plan.plan]
+    assert steps.index("approval") < steps.index("restore the etcd encryption key") < \
+        steps.index("create the HostedCluster with one restoreSnapshotURL") < steps.index("create the NodePools")
+    assert any("aws s3 presign s3://" in s.command for s in plan.plan)
+    # timeout: nobody answers
+    timed_out = etcd_restore_new_cluster(params(access, bucket, approval={"timeout_seconds": 5,
+                                                                          "poll_interval_seconds": 1}, **kw),
+                                         return_state=True)
+    assert timed_out.is_failed()
+    # rejected
+    out: dict[str, Any] = {}
+    thread = threading.Thread(target=lambda: out.setdefault("state", etcd_restore_new_cluster(
+        params(access, bucket, approval={"timeout_seconds": 120, "poll_interval_seconds": 1}, **kw),
+        return_state=True)), daemon=True)
+    thread.start()
+    run = _paused_run_of(ns)
+    resume_flow_run(run.id, run_input={"approved": False, "approver": "carol", "comment": "not now"})
+    thread.join(120)
+    _refused(out["state"], "rejected by carol")
+    assert _versions(mgmt, ns) == before
