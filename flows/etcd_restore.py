@@ -3,8 +3,9 @@ on-premise procedure, without its mistakes).
 
 Fetch the snapshot and check it (SHA-256, `snapshot status`) before anything changes; approval,
 showing what will be lost; pause reconciliation and stop the API servers (recording their
-replicas); stop etcd; delete the other members' volumes; in a data pod on the first member's
-volume, copy the snapshot in and restore it (the old data kept aside); start etcd and wait until
+replicas); stop etcd; in a data pod on the members' volumes, copy the snapshot in and restore it
+into every member's volume (the old data kept aside; why every member and not, as documented,
+the first one with the others' volumes deleted: see hcp/etcd_restore.py); start etcd and wait until
 every member is healthy; bring the API servers back to the replicas they had and resume
 reconciliation of this HostedCluster; verify every member against the snapshot, key by key through
 etcd's keyspace hash; wait until the hosted cluster is Available.
@@ -24,7 +25,7 @@ from pydantic import BaseModel, Field, model_validator
 
 from hcp.aws_access import AwsAccess
 from hcp.etcd_member import MemberStatus, choose_member
-from hcp.etcd_restore import SNAPSHOT_IN_POD, EtcdLayout, previous_data_dir
+from hcp.etcd_restore import DATA_POD_APP, EtcdLayout, previous_data_dir
 from hcp.hosted_cluster import QUIESCE_DEPLOYMENTS, HostedClusterInfo
 from hcp.params import BucketName, HostedClusterName, KeyPrefix, ManagementParams, OperationId
 from hcp.plan import PlanStep
@@ -33,7 +34,7 @@ from hcp.run_target import RunTarget
 from hcp.snapshot_source import LocalSnapshot, SourceKind, check_local_copy
 from tasks.checkpoint import completed_result
 from tasks.etcd import member_statuses
-from tasks.etcd_restore import choose_backup, copy_snapshot, delete_member_volumes, fetch_snapshot, \
+from tasks.etcd_restore import choose_backup, copy_snapshot, fetch_snapshot, \
     read_etcd_layout, remove_data_pod, remove_previous_data, restore_data, start_data_pod, start_etcd, stop_etcd, \
     verify_restore, wait_cluster_available
 from tasks.gates import GateSettings, approval_gate
@@ -132,7 +133,7 @@ def restore_plan(params: EtcdRestoreParams, target: RunTarget, layout: EtcdLayou
     ref, cp = target.ref, layout.namespace
     ctx = f"--context {params.management.context} " if params.management.context else ""
     oc = f"oc {ctx}-n {cp}"
-    first, others = layout.claims[0], layout.claims[1:]
+    claims = ", ".join(layout.claims)
     steps = [PlanStep(step="fetch and check the snapshot", changes=f"a file on the runner ({source})",
                       command="aws s3 cp ... snapshot.db && sha256sum snapshot.db && etcdutl snapshot status snapshot.db"),
              PlanStep(step="take the hosted cluster's lock", changes=f"Lease {ref.namespace}/{ref.lease_name}"),
@@ -143,22 +144,24 @@ def restore_plan(params: EtcdRestoreParams, target: RunTarget, layout: EtcdLayou
     steps += [PlanStep(step=f"scale {name} to 0", changes=f"deployment {cp}/{name} to 0 (replicas recorded)",
                        lowers_availability=True, command=f"{oc} scale deployment/{name} --replicas=0")
               for name in QUIESCE_DEPLOYMENTS]
+    first = layout.first_member
     steps += [
         PlanStep(step="stop etcd", changes=f"statefulset {cp}/etcd from {layout.replicas} to 0", lowers_availability=True,
                  command=f"{oc} scale statefulset/etcd --replicas=0"),
-        PlanStep(step="delete the other members' volumes", changes=", ".join(others) or "none (single member)",
-                 destructive=bool(others), command=f"{oc} delete pvc {' '.join(others)}" if others else ""),
-        PlanStep(step="start a data pod on the first member's volume", changes=f"deployment {cp}/hcp-runbooks-etcd-data "
-                 f"({layout.image}, {first} at /var/lib)", command=f"{oc} apply -f etcd-data.yaml"),
-        PlanStep(step="copy the snapshot in", changes=f"file {SNAPSHOT_IN_POD} on {first}",
-                 command=f"{oc} cp snapshot.db DATA_POD:{SNAPSHOT_IN_POD}"),
-        PlanStep(step="restore", changes=f"/var/lib/data on {first} replaced (old data kept in "
-                 f"{previous_data_dir(target.operation_id)})", destructive=True,
-                 command=f"{oc} exec DATA_POD -- etcdutl snapshot restore {SNAPSHOT_IN_POD} --data-dir /var/lib/data "
-                         f"--name {layout.first_member} --initial-cluster {layout.initial_cluster} "
-                         f"--initial-cluster-token {layout.token} --initial-advertise-peer-urls {layout.first_peer_url}"
-                         + (" --skip-hash-check" if snapshot and snapshot.skip_hash_check else "")),
-        PlanStep(step="remove the data pod", command=f"{oc} delete deployment hcp-runbooks-etcd-data"),
+        PlanStep(step="start a data pod on the members' volumes", changes=f"deployment {cp}/{DATA_POD_APP} "
+                 f"({layout.image}; {claims} at {layout.member_dir('<member>')})",
+                 command=f"{oc} apply -f etcd-data.yaml"),
+        PlanStep(step="copy the snapshot in", changes=f"file {layout.snapshot_in_pod} on {layout.claims[0]}",
+                 command=f"{oc} cp snapshot.db DATA_POD:{layout.snapshot_in_pod}"),
+        PlanStep(step="restore into every member's volume", changes=f"the data directory on {claims} replaced (old "
+                 f"data kept in {previous_data_dir(target.operation_id)})", destructive=True,
+                 command=f"{oc} exec DATA_POD -- etcdutl snapshot restore {layout.snapshot_in_pod} --data-dir "
+                         f"{layout.member_dir(first)}/data --name {first} --initial-cluster {layout.initial_cluster} "
+                         f"--initial-cluster-token {layout.token} --initial-advertise-peer-urls "
+                         f"{layout.peer_urls[first]}" + (" --skip-hash-check" if snapshot and snapshot.skip_hash_check
+                                                          else "") + (" (and the same for each member)"
+                                                                      if layout.replicas > 1 else "")),
+        PlanStep(step="remove the data pod", command=f"{oc} delete deployment {DATA_POD_APP}"),
         PlanStep(step="start etcd and wait until every member is healthy",
                  changes=f"statefulset {cp}/etcd back to {layout.replicas}",
                  command=f"{oc} scale statefulset/etcd --replicas={layout.replicas}"),
@@ -171,8 +174,9 @@ def restore_plan(params: EtcdRestoreParams, target: RunTarget, layout: EtcdLayou
         PlanStep(step="wait until the hosted cluster is Available"),
     ]
     if not params.keep_previous_data:
-        steps.append(PlanStep(step="remove the old data directory", changes=previous_data_dir(target.operation_id),
-                              command=f"{oc} exec etcd-0 -c etcd -- rm -rf {previous_data_dir(target.operation_id)}"))
+        steps.append(PlanStep(step="remove the old data directories", changes=f"{previous_data_dir(target.operation_id)}"
+                              " on each member", command=f"{oc} exec etcd-N -c etcd -- rm -rf "
+                                                         f"{previous_data_dir(target.operation_id)}"))
     return steps
 
 
@@ -248,25 +252,21 @@ def etcd_restore(params: EtcdRestoreParams) -> RunReport:
             rb.report.changes += q.changes
             if rb.step(stop_etcd, target, layout, params.timeout_seconds):
                 rb.changed("etcd-stopped", f"scaled statefulset {layout.namespace}/etcd from {layout.replicas} to 0")
-            rb.report.cluster_state = ("etcd stopped, its data untouched; a failure now scales etcd and the API "
-                                       "servers back on the old data")
-            for claim in rb.step(delete_member_volumes, target, layout, params.timeout_seconds):
-                rb.changed("volume-deleted", f"deleted PVC {layout.namespace}/{claim} (the member rejoins empty)")
-            rb.report.cluster_state = (f"etcd stopped; {layout.claims[0]} holds the old data, the other members' "
-                                       "volumes are deleted (they rejoin from the first member when etcd starts)")
+            rb.report.cluster_state = ("etcd stopped, its data untouched; a failure before the restore scales etcd "
+                                       "and the API servers back on the old data")
             pod = rb.step(start_data_pod, target, layout, params.timeout_seconds)
             rb.cleanup_on_failure(f"removed the data pod {pod}",
                                   lambda: remove_data_pod.fn(target, layout, params.timeout_seconds))
             if rb.step(copy_snapshot, target, layout, pod, snapshot, params.timeout_seconds):
-                rb.changed("snapshot-copied", f"copied the snapshot into {pod}:{SNAPSHOT_IN_POD}")
+                rb.changed("snapshot-copied", f"copied the snapshot into {pod}:{layout.snapshot_in_pod}")
             restored = rb.step(restore_data, target, layout, pod, snapshot, params.timeout_seconds)
-            rb.changed("restored", f"restored the snapshot into {layout.claims[0]} (old data kept in "
-                       f"{previous_data_dir(target.operation_id)})")
+            rb.changed("restored", f"restored the snapshot into {', '.join(layout.claims)} (old data kept in "
+                       f"{previous_data_dir(target.operation_id)} on each)")
             rb.step(remove_data_pod, target, layout, params.timeout_seconds)
         else:
             rb.skipped("restore", f"done by an earlier run of this operation at {restored.at:%H:%M:%S} UTC; never "
                        "restored twice")
-        rb.report.cluster_state = (f"etcd data restored on {layout.claims[0]} (revision {snapshot.revision}); old data "
+        rb.report.cluster_state = (f"etcd data restored on {', '.join(layout.claims)} (revision {snapshot.revision}); old data "
                                    f"in {previous_data_dir(target.operation_id)}; etcd and the API servers are being "
                                    "started: re-run the same operation to continue")
         statuses = rb.step(start_etcd, target, layout, params.timeout_seconds)

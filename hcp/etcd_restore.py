@@ -3,13 +3,23 @@ procedure ("Backing up and restoring etcd on a hosted cluster in an on-premise e
 OpenShift docs, modules/hosted-cluster-etcd-backup-restore-on-premise.adoc), as plain steps.
 
 What differs from the documented commands, on purpose:
+* every member's volume gets the same restore (each with its own --name and peer URL), instead of
+  deleting the other members' volumes. With deleted volumes, the members that start empty run
+  HyperShift's reset-member script, find no working cluster yet (the first member alone has no
+  quorum) and bootstrap as "new" with the same initial cluster and token: their raft log is then
+  exactly as long as the restored member's, so two empty members can elect a leader between
+  themselves and serve an empty keyspace next to the restored one. Seen here with real etcd 3.5
+  (a member answering "required revision is a future revision" for the snapshot's revision). The
+  etcd documentation's recovery ("Restoring a cluster": restore every member from the same
+  snapshot) and HyperShift's own restoreSnapshotURL (every member's etcd-init restores) do it this
+  way too;
 * the restore's `--initial-cluster`, `--initial-cluster-token` and `--initial-advertise-peer-urls`
   come from the StatefulSet's own environment (the document hard-codes three members and a token);
 * `--skip-hash-check` only for a copy of `member/snap/db` (which has no hash); a real snapshot's
   integrity hash is checked (the document always skips it);
-* the old data directory is moved aside (`data.before-<operation>`), not deleted, until the restored
-  etcd is verified: nothing is lost if the restore goes wrong;
-* every step is idempotent: the restore itself leaves a marker so a re-run never restores twice
+* the old data directories are moved aside (`data.before-<operation>`), not deleted, until the
+  restored etcd is verified: nothing is lost if the restore goes wrong;
+* every step is idempotent: each member's restore leaves a marker so a re-run never restores twice
   (a second restore after the writers are back would lose their writes).
 """
 
@@ -30,17 +40,18 @@ from hcp import pod_exec
 from hcp.etcd_member import EtcdMember, MemberStatus, list_members, member_status
 from hcp.waits import WaitTimeout, wait_for_set
 
-__all__ = ["EtcdRestoreError", "EtcdLayout", "read_layout", "stop_statefulset", "delete_member_claims",
+__all__ = ["EtcdRestoreError", "EtcdLayout", "read_layout", "stop_statefulset",
            "DATA_POD_APP", "data_pod_deployment", "start_data_pod", "copy_into_pod", "restore_script", "run_restore",
            "remove_data_pod", "start_statefulset", "wait_members_healthy", "remove_previous_data", "previous_data_dir",
-           "SNAPSHOT_IN_POD"]
+           "RESTORE_ROOT"]
 
 STATEFULSET = "etcd"
 ETCD_CONTAINER = "etcd"
 DEFAULT_TOKEN = "etcd-cluster"  # etcd's default --initial-cluster-token; HyperShift sets none
 DATA_POD_APP = "hcp-runbooks-etcd-data"
 DATA_MOUNT = "/var/lib"  # the etcd container mounts its claim here; data is /var/lib/data
-SNAPSHOT_IN_POD = f"{DATA_MOUNT}/restored.snap.db"
+RESTORE_ROOT = f"{DATA_MOUNT}/etcd-restore"  # in the data pod: each member's claim at RESTORE_ROOT/<member>
+SNAPSHOT_NAME = "restored.snap.db"
 _COPY_CHUNK = 4 << 20
 
 
@@ -61,14 +72,22 @@ class EtcdLayout(BaseModel):
     image: str
     replicas: int
     members: list[str]  # etcd-0 ... in ordinal order
-    claims: list[str]  # data-etcd-0 ... (the first is restored, the others deleted)
+    claims: list[str]  # data-etcd-0 ... (each gets the restore)
     initial_cluster: str
     token: str
-    first_peer_url: str  # the peer URL of members[0], from the initial cluster
+    peer_urls: dict[str, str]  # member -> peer URL, from the initial cluster
 
     @property
     def first_member(self) -> str:
         return self.members[0]
+
+    def member_dir(self, member: str) -> str:
+        """Where the data pod mounts `member`'s claim."""
+        return f"{RESTORE_ROOT}/{member}"
+
+    @property
+    def snapshot_in_pod(self) -> str:
+        return f"{self.member_dir(self.first_member)}/{SNAPSHOT_NAME}"
 
 
 def _expand(value: str, variables: dict[str, str]) -> str:
@@ -115,7 +134,8 @@ def read_layout(api: client.ApiClient, namespace: str) -> EtcdLayout:
     return EtcdLayout(namespace=namespace, image=etcd.image, replicas=replicas, members=members,
                       claims=[f"{data.metadata.name}-{m}" for m in members],
                       initial_cluster=",".join(f"{m}={peers[m]}" for m in members),
-                      token=env.get("ETCD_INITIAL_CLUSTER_TOKEN") or DEFAULT_TOKEN, first_peer_url=peers[members[0]])
+                      token=env.get("ETCD_INITIAL_CLUSTER_TOKEN") or DEFAULT_TOKEN,
+                      peer_urls={m: peers[m] for m in members})
 
 
 def _pods(api: client.ApiClient, namespace: str, selector: str, what: str, condition: Any, timeout: float,
@@ -141,33 +161,9 @@ def stop_statefulset(api: client.ApiClient, layout: EtcdLayout, timeout: float) 
     _pods(api, layout.namespace, "app=etcd", "every etcd pod gone", lambda pods: not pods, timeout, "stop etcd")
 
 
-def delete_member_claims(api: client.ApiClient, layout: EtcdLayout, timeout: float) -> list[str]:
-    """Delete the data claims of every member but the first (they rejoin empty) and wait until they
-    are gone. Returns the claims deleted now (a re-run finds them gone)."""
-    core = client.CoreV1Api(api)
-    deleted = []
-    for claim in layout.claims[1:]:
-        try:
-            core.delete_namespaced_persistent_volume_claim(claim, layout.namespace)
-            deleted.append(claim)
-        except ApiException as e:
-            if e.status != 404:
-                raise
-    doomed = set(layout.claims[1:])
-    try:
-        wait_for_set(core.list_namespaced_persistent_volume_claim,
-                     lambda claims: not doomed & {c.metadata.name for c in claims}, timeout=timeout,
-                     what=f"claims {', '.join(sorted(doomed))} deleted", namespace=layout.namespace)
-    except WaitTimeout as e:
-        raise EtcdRestoreError(str(e), namespace=layout.namespace, step="delete member volumes",
-                               next_step="a pod still uses them (pvc-protection): "
-                                         f"`oc -n {layout.namespace} get pods -l app=etcd`") from None
-    return deleted
-
-
 def data_pod_deployment(layout: EtcdLayout, operation_id: str) -> dict[str, Any]:
-    """The documented data-access Deployment: the etcd image, the first member's claim at /var/lib,
-    a shell that waits."""
+    """The documented data-access Deployment (the etcd image, a shell that waits), with every
+    member's claim mounted at RESTORE_ROOT/<member>."""
     labels = {"app": DATA_POD_APP, "hcp-runbooks/operation": operation_id.lower()[:63]}
     return {
         "apiVersion": "apps/v1", "kind": "Deployment",
@@ -182,10 +178,12 @@ def data_pod_deployment(layout: EtcdLayout, operation_id: str) -> dict[str, Any]
                     "containers": [{
                         "name": "access", "image": layout.image,
                         "command": ["/usr/bin/bash"], "args": ["-c", "while true; do sleep 1000; done"],
-                        "volumeMounts": [{"name": "data", "mountPath": DATA_MOUNT}],
+                        "volumeMounts": [{"name": f"data-{i}", "mountPath": layout.member_dir(m)}
+                                         for i, m in enumerate(layout.members)],
                     }],
                     "terminationGracePeriodSeconds": 1,
-                    "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": layout.claims[0]}}],
+                    "volumes": [{"name": f"data-{i}", "persistentVolumeClaim": {"claimName": c}}
+                                for i, c in enumerate(layout.claims)],
                 },
             },
         },
@@ -212,18 +210,19 @@ def start_data_pod(api: client.ApiClient, layout: EtcdLayout, operation_id: str,
     return str(pods[0].metadata.name)
 
 
-def copy_into_pod(api: client.ApiClient, namespace: str, pod: str, source: Path, sha256: str, *,
+def copy_into_pod(api: client.ApiClient, layout: EtcdLayout, pod: str, source: Path, sha256: str, *,
                   timeout: float) -> None:
     """Stream the local snapshot into the pod (`oc cp`), then check its SHA-256 there."""
+    namespace, target = layout.namespace, layout.snapshot_in_pod
     size = source.stat().st_size
-    part = f"{SNAPSHOT_IN_POD}.part"
+    part = f"{target}.part"
 
     def chunks() -> Iterator[bytes]:
         with source.open("rb") as f:
             while chunk := f.read(_COPY_CHUNK):
                 yield chunk
 
-    script = f"head -c {size} > {part} && sha256sum {part} && mv {part} {SNAPSHOT_IN_POD}"
+    script = f"head -c {size} > {part} && sha256sum {part} && mv {part} {target}"
     try:
         out = pod_exec.run_with_input(api, namespace, pod, "access", ["sh", "-c", script], chunks(),
                                       timeout=timeout).text
@@ -232,52 +231,61 @@ def copy_into_pod(api: client.ApiClient, namespace: str, pod: str, source: Path,
                                step="copy the snapshot", next_step="run again with the same operation id") from e
     got = out.split()[0] if out.split() else ""
     if got != sha256:
-        pod_exec.run(api, namespace, pod, "access", ["rm", "-f", SNAPSHOT_IN_POD], check=False)
+        pod_exec.run(api, namespace, pod, "access", ["rm", "-f", target], check=False)
         raise EtcdRestoreError(f"the copy in {pod} has SHA-256 {got or '?'}, the snapshot {sha256}",
                                namespace=namespace, step="copy the snapshot",
                                next_step="run again with the same operation id (the copy is retried)")
 
 
-def snapshot_in_pod(api: client.ApiClient, namespace: str, pod: str) -> str | None:
+def snapshot_in_pod(api: client.ApiClient, layout: EtcdLayout, pod: str) -> str | None:
     """SHA-256 of the snapshot already copied into the data pod, if there is one."""
-    result = pod_exec.run(api, namespace, pod, "access", ["sh", "-c", f"test -f {SNAPSHOT_IN_POD} && "
-                                                                      f"sha256sum {SNAPSHOT_IN_POD}"], check=False)
+    path = layout.snapshot_in_pod
+    result = pod_exec.run(api, layout.namespace, pod, "access", ["sh", "-c", f"test -f {path} && sha256sum {path}"],
+                          check=False)
     return result.text.split()[0] if result.exit_code == 0 and result.text.split() else None
 
 
 def previous_data_dir(operation_id: str) -> str:
+    """Where a member's old data is kept, on its own claim (as the etcd container sees it)."""
     return f"{DATA_MOUNT}/data.before-{operation_id.lower()}"
 
 
-def _marker(operation_id: str) -> str:
-    return f"{DATA_MOUNT}/hcp-runbooks-restored-{operation_id.lower()}"
+def _marker_name(operation_id: str) -> str:
+    return f"hcp-runbooks-restored-{operation_id.lower()}"
 
 
 def restore_script(layout: EtcdLayout, operation_id: str, *, skip_hash_check: bool) -> str:
-    """The restore, idempotent: restore into a scratch directory, move the old data aside (kept),
-    put the restored data in place, leave a marker. A re-run after the marker does nothing."""
-    args = ["snapshot", "restore", SNAPSHOT_IN_POD, "--data-dir", f"{DATA_MOUNT}/data.restoring",
-            "--name", layout.first_member, "--initial-cluster", layout.initial_cluster,
-            "--initial-cluster-token", layout.token, "--initial-advertise-peer-urls", layout.first_peer_url]
-    if skip_hash_check:
-        args.append("--skip-hash-check")
-    restore = " ".join(shlex.quote(a) for a in args)
-    marker, previous = _marker(operation_id), previous_data_dir(operation_id)
-    data, restoring = f"{DATA_MOUNT}/data", f"{DATA_MOUNT}/data.restoring"
-    # OpenShift's etcd image may lack etcdutl (HyperShift's etcd-init.sh says so); etcdctl's
-    # deprecated `snapshot restore` takes the same flags then.
-    return "\n".join([
-        "set -eu",
-        f'if [ -f {marker} ]; then echo "already restored by this operation"; exit 0; fi',
-        f'[ -f {SNAPSHOT_IN_POD} ] || {{ echo "no snapshot at {SNAPSHOT_IN_POD}" >&2; exit 3; }}',
-        f"rm -rf {restoring}",
-        f"if command -v etcdutl >/dev/null 2>&1; then etcdutl {restore}; else ETCDCTL_API=3 etcdctl {restore}; fi",
-        f"if [ -d {data} ]; then if [ -d {previous} ]; then rm -rf {data}; else mv {data} {previous}; fi; fi",
-        f"mv {restoring} {data}",
-        f"touch {marker}",
-        f"rm -f {SNAPSHOT_IN_POD}",
-        "echo restored",
-    ])
+    """The restore of every member's claim, idempotent per member: restore into a scratch directory,
+    move the old data aside (kept), put the restored data in place, leave a marker. A member whose
+    marker exists is never restored again; the snapshot file goes once every member is done."""
+    lines = ["set -eu",
+             f'[ -f {layout.snapshot_in_pod} ] || ls {layout.member_dir(layout.first_member)}/{_marker_name(operation_id)} '
+             f'>/dev/null 2>&1 || {{ echo "no snapshot at {layout.snapshot_in_pod}" >&2; exit 3; }}',
+             # OpenShift's etcd image may lack etcdutl (HyperShift's etcd-init.sh says so); etcdctl's
+             # deprecated `snapshot restore` takes the same flags then.
+             'if command -v etcdutl >/dev/null 2>&1; then RESTORE="etcdutl"; else RESTORE="env ETCDCTL_API=3 etcdctl"; fi']
+    previous = previous_data_dir(operation_id).rsplit("/", 1)[1]
+    for member in layout.members:
+        root = layout.member_dir(member)
+        args = ["snapshot", "restore", layout.snapshot_in_pod, "--data-dir", f"{root}/data.restoring",
+                "--name", member, "--initial-cluster", layout.initial_cluster,
+                "--initial-cluster-token", layout.token, "--initial-advertise-peer-urls", layout.peer_urls[member]]
+        if skip_hash_check:
+            args.append("--skip-hash-check")
+        restore = " ".join(shlex.quote(a) for a in args)
+        marker, data = f"{root}/{_marker_name(operation_id)}", f"{root}/data"
+        lines += [
+            f"if [ -f {marker} ]; then echo '{member}: already restored by this operation'; else",
+            f"  rm -rf {root}/data.restoring",
+            f"  $RESTORE {restore}",
+            f"  if [ -d {data} ]; then if [ -d {root}/{previous} ]; then rm -rf {data}; else mv {data} {root}/{previous}; fi; fi",
+            f"  mv {root}/data.restoring {data}",
+            f"  touch {marker}",
+            f"  echo '{member}: restored'",
+            "fi",
+        ]
+    lines.append(f"rm -f {layout.snapshot_in_pod}")
+    return "\n".join(lines)
 
 
 def run_restore(api: client.ApiClient, layout: EtcdLayout, pod: str, operation_id: str, *,
@@ -289,9 +297,9 @@ def run_restore(api: client.ApiClient, layout: EtcdLayout, pod: str, operation_i
     except pod_exec.ExecError as e:
         stderr = e.stderr.decode("utf-8", "replace").strip()[-800:]
         raise EtcdRestoreError(f"the restore failed: {stderr or e}", namespace=layout.namespace, step="restore",
-                               next_step="the old data is untouched or kept in "
-                                         f"{previous_data_dir(operation_id)} on {layout.claims[0]}; fix the cause and "
-                                         "run again with the same operation id") from e
+                               next_step="each member's old data is untouched or kept in "
+                                         f"{previous_data_dir(operation_id)} on its claim; fix the cause and run again "
+                                         "with the same operation id") from e
 
 
 def remove_data_pod(api: client.ApiClient, namespace: str, timeout: float) -> bool:
@@ -335,10 +343,11 @@ def wait_members_healthy(api: client.ApiClient, layout: EtcdLayout, timeout: flo
 
 
 def remove_previous_data(api: client.ApiClient, layout: EtcdLayout, operation_id: str) -> None:
-    """After the restored etcd is verified: the old data directory kept on the first member's claim.
-    The marker stays (a few bytes): it keeps a late re-run of the operation from restoring again."""
-    pod_exec.run(api, layout.namespace, layout.first_member, ETCD_CONTAINER,
-                 ["rm", "-rf", previous_data_dir(operation_id)], timeout=300)
+    """After the restored etcd is verified: each member's old data directory. The markers stay (a
+    few bytes): they keep a late re-run of the operation from restoring again."""
+    for member in layout.members:  # sequential: execs on one ApiClient must not overlap
+        pod_exec.run(api, layout.namespace, member, ETCD_CONTAINER, ["rm", "-rf", previous_data_dir(operation_id)],
+                     timeout=300)
 
 
 def sha256_of(path: Path) -> str:

@@ -32,7 +32,7 @@ from tasks.aws import s3_client
 from tasks.checkpoint import checkpointed
 from tasks.etcd import snapshot_path
 
-__all__ = ["read_etcd_layout", "choose_backup", "fetch_snapshot", "stop_etcd", "delete_member_volumes",
+__all__ = ["read_etcd_layout", "choose_backup", "fetch_snapshot", "stop_etcd",
            "start_data_pod", "copy_snapshot", "restore_data", "remove_data_pod", "start_etcd", "verify_restore",
            "wait_cluster_available", "remove_previous_data", "RestoredData", "Verified", "work_dir_for"]
 
@@ -117,11 +117,6 @@ def stop_etcd(target: RunTarget, layout: EtcdLayout, timeout_seconds: float) -> 
     return action.id not in known
 
 
-@task(name="delete-member-volumes")
-def delete_member_volumes(target: RunTarget, layout: EtcdLayout, timeout_seconds: float) -> list[str]:
-    return etcd_restore.delete_member_claims(target.api_client(), layout, timeout_seconds)
-
-
 @task(name="start-data-pod")
 def start_data_pod(target: RunTarget, layout: EtcdLayout, timeout_seconds: float) -> str:
     return etcd_restore.start_data_pod(target.api_client(), layout, target.operation_id, timeout_seconds)
@@ -132,10 +127,9 @@ def copy_snapshot(target: RunTarget, layout: EtcdLayout, pod: str, snapshot: Loc
                   timeout_seconds: float) -> bool:
     """Copy the snapshot into the data pod unless the same file is already there. True if copied."""
     api = target.api_client()
-    if etcd_restore.snapshot_in_pod(api, layout.namespace, pod) == snapshot.sha256:
+    if etcd_restore.snapshot_in_pod(api, layout, pod) == snapshot.sha256:
         return False
-    etcd_restore.copy_into_pod(api, layout.namespace, pod, Path(snapshot.path), snapshot.sha256,
-                               timeout=timeout_seconds)
+    etcd_restore.copy_into_pod(api, layout, pod, Path(snapshot.path), snapshot.sha256, timeout=timeout_seconds)
     return True
 
 

@@ -64,8 +64,9 @@ def no_leftovers(mgmt: client.ApiClient, cluster: str) -> None:
     assert not client.AppsV1Api(mgmt).list_namespaced_deployment(ns, label_selector="app=hcp-runbooks-etcd-data").items
     cms = client.CoreV1Api(mgmt).list_config_map_for_all_namespaces(label_selector="hcp-runbooks/operation-id")
     assert not [c.metadata.name for c in cms.items if cluster.split("/")[1] in c.metadata.name]
-    listing = pod_exec.run(mgmt, ns, "etcd-0", "etcd", ["ls", "-a", "/var/lib"]).text.split()
-    assert not [f for f in listing if f.startswith("data.before-") or f.startswith("restored.snap")], listing
+    for pod in client.CoreV1Api(mgmt).list_namespaced_pod(ns, label_selector="app=etcd").items:
+        listing = pod_exec.run(mgmt, ns, pod.metadata.name, "etcd", ["ls", "-a", "/var/lib"]).text.split()
+        assert not [f for f in listing if f.startswith("data.before-") or f.startswith("restored.snap")], listing
 
 
 def test_restore_latest_backup_in_place(prefect_server: Path, mgmt: client.ApiClient, access: ClusterAccess,
@@ -91,3 +92,29 @@ def test_restore_latest_backup_in_place(prefect_server: Path, mgmt: client.ApiCl
     assert any("same keyspace hash" in line for line in report.verification)
     assert any("approved by alice" in a for a in report.approvals)
     no_leftovers(mgmt, cluster)
+
+
+def test_restore_of_a_highly_available_etcd_every_member_agrees(
+        prefect_server: Path, rb_world: World, mgmt: client.ApiClient, access: ClusterAccess, s3: Any, bucket: str,
+        tmp_path: Path) -> None:
+    name = f"ha{uuid.uuid4().hex[:5]}"
+    rb_world.create_hosted_cluster(name, availability="HighlyAvailable")
+    cluster = f"clusters/{name}"
+    wait_for(lambda: any(c["type"] == "Available" and c["status"] == "True"
+                         for c in (hc(mgmt, cluster).get("status") or {}).get("conditions") or []),
+             f"HA cluster {name} available", timeout=180)
+    prefix = f"r-{uuid.uuid4().hex[:6]}"
+    put(mgmt, cluster, "/t/ha/kept", "v1", pod="etcd-1")
+    backup(access, bucket, prefix, cluster)
+    put(mgmt, cluster, "/t/ha/lost", "v2", pod="etcd-2")
+    before_writers = writers(mgmt, cluster)
+
+    report = etcd_restore(restore_params(access, bucket, prefix, cluster, tmp_path))
+    assert report.status == "succeeded", report.to_markdown()
+    for pod in ("etcd-0", "etcd-1", "etcd-2"):
+        assert read_prefix(mgmt, cluster, "/t/ha/", pod) == {"/t/ha/kept": "v1"}, pod
+    assert sum("same keyspace hash" in line for line in report.verification) == 3
+    assert any("data-etcd-0, data-etcd-1, data-etcd-2" in c for c in report.changes)
+    assert writers(mgmt, cluster) == before_writers
+    no_leftovers(mgmt, cluster)
+    client.CustomObjectsApi(mgmt).delete_namespaced_custom_object(*HS, "clusters", "hostedclusters", name)
