@@ -199,6 +199,7 @@ def etcd_backup(params: EtcdBackupParams) -> RunReport:
             rb.report.figures["API downtime"] = f"{downtime:.1f} s"
 
         uploaded = rb.step(upload_snapshot, target, params.aws, location.url, snapshot, params.encryption)
+        snapshot, info = uploaded.snapshot, uploaded.snapshot.info  # with the SHA-256 computed in the pod on the way
         rb.changed("uploaded", f"uploaded {uploaded.result.url} ({uploaded.result.size} bytes, "
                    f"{uploaded.result.parts or 1} part(s), {params.encryption.sse})", url=uploaded.result.url)
         rb.report.verification.append(f"SHA-256 in the pod equals SHA-256 of the upload: {info.sha256}")

@@ -24,7 +24,7 @@ __all__ = [
     "CA_CERT", "CLIENT_CERT", "CLIENT_KEY", "DATA_DIR", "ETCDCTL", "LOCAL_ENDPOINT",
     "EtcdMember", "EtcdMemberError", "MemberStatus", "SnapshotInfo",
     "list_members", "member_status", "choose_member", "save_snapshot", "stream_snapshot", "remove_snapshot",
-    "etcdctl_argv",
+    "stream_hashed_snapshot", "HashedSnapshotStream", "etcdctl_argv",
 ]
 
 log = logging.getLogger("hcp.etcd_member")
@@ -40,6 +40,9 @@ LOCAL_ENDPOINT = "https://localhost:2379"
 MEMBER_LABEL = "app=etcd"
 
 _STATUS_TIMEOUT = 30.0
+_HEALTH_MARK = "--- hcp-runbooks: endpoint health ---"
+# Files next to a snapshot that a save, its facts or its stream create (and remove when they finish).
+_LEFTOVERS = (".part", ".out.fifo", ".sha256.fifo", ".sha256", ".version")
 
 
 @dataclass(frozen=True)
@@ -82,7 +85,8 @@ class SnapshotInfo:
     `snapshot status` reports (total_keys counts every entry of the bolt database, all buckets and all
     revisions, not the live keys). `size_bytes` and `sha256` are the file's, in the pod: what an
     upload must reproduce (the file is the database plus the 32-byte SHA-256 `snapshot save` appends,
-    so size_bytes = db_size_bytes + 32)."""
+    so size_bytes = db_size_bytes + 32). `sha256` is None until the file was hashed: a backup hashes
+    it in the pod while streaming it out, so it is known after the upload."""
 
     path: str
     member: str
@@ -90,7 +94,7 @@ class SnapshotInfo:
     hash: int
     total_keys: int
     size_bytes: int
-    sha256: str
+    sha256: str | None
     db_size_bytes: int
     etcd_version: str | None = None
 
@@ -161,21 +165,30 @@ def member_status(api: client.ApiClient | client.CoreV1Api, member: EtcdMember, 
     if pod.metadata.deletion_timestamp is not None:
         return unhealthy("pod is being deleted")
 
+    # One exec for both (each exec is a round trip through the API server): `endpoint status`, then
+    # `endpoint health`, which does a quorum read, so a member that answers status but cannot serve
+    # reads (no leader, lost quorum) shows up there. A failing status ends the script with its code.
+    argv = ["sh", "-c", f"{_sh(etcdctl_argv('endpoint', 'status', '-w', 'json'))} || exit $?; echo {_HEALTH_MARK}; "
+                        f"{_sh(etcdctl_argv('endpoint', 'health', '-w', 'json'))}; echo \"{_HEALTH_MARK} $?\""]
     try:
-        out = _run(api, member, etcdctl_argv("endpoint", "status", "-w", "json"), timeout=timeout).text
-        status = _parse_endpoint_status(out)
-    except (ExecError, ValueError) as e:
+        result = _run(api, member, argv, timeout=timeout, check=False)
+    except ExecError as e:
+        return unhealthy(f"endpoint status failed: {_short(e)}")
+    if result.exit_code != 0:
+        return unhealthy(f"endpoint status failed: {_exit_text(result.exit_code, result.stderr)}")
+    status_text, _, rest = result.text.partition(f"{_HEALTH_MARK}\n")
+    try:
+        status = _parse_endpoint_status(status_text)
+    except ValueError as e:
         return unhealthy(f"endpoint status failed: {_short(e)}")
     known = {"member_id": status["member_id"], "is_leader": status["is_leader"], "revision": status["revision"],
              "db_size": status["db_size"], "raft_term": status["raft_term"], "version": status["version"]}
-
-    # `endpoint health` does a quorum read: a member that answers status but cannot serve reads
-    # (no leader, lost quorum) shows up here.
+    health_text, _, code = rest.rpartition(f"{_HEALTH_MARK} ")
     try:
-        result = _run(api, member, etcdctl_argv("endpoint", "health", "-w", "json"), timeout=timeout, check=False)
-    except ExecError as e:
-        return unhealthy(f"endpoint health failed: {_short(e)}", **known)
-    health_error = _health_error(result)
+        health = pod_exec.ExecResult(health_text.encode(), result.stderr, int(code.strip()))
+    except ValueError:
+        return unhealthy(f"endpoint health printed no exit status: {rest[-200:]!r}", **known)
+    health_error = _health_error(health)
     if health_error:
         return unhealthy(health_error, **known)
     if status["errors"]:
@@ -201,10 +214,12 @@ def choose_member(statuses: Sequence[MemberStatus]) -> MemberStatus:
 
 
 def save_snapshot(api: client.ApiClient | client.CoreV1Api, member: EtcdMember, path: str, *,
-                  timeout: float = 600.0) -> SnapshotInfo:
-    """`etcdctl snapshot save <path>` in the member's pod, then its `snapshot status` and SHA-256.
-    `path` must be on a volume of the pod (e.g. /var/lib/data/hcp-runbooks-<operation>.db) so it
-    survives until it is streamed out and removed."""
+                  timeout: float = 600.0, hash_file: bool = True) -> SnapshotInfo:
+    """`etcdctl snapshot save <path>` in the member's pod, then its `snapshot status`, size and (with
+    `hash_file`) SHA-256. Without `hash_file`, `sha256` is None: the file is hashed in the pod while
+    it streams out (`stream_hashed_snapshot`), which saves reading it twice. `path` must be on a
+    volume of the pod (e.g. /var/lib/data/hcp-runbooks-<operation>.db) so it survives until it is
+    streamed out and removed."""
     if not path.startswith("/") or path.endswith("/"):
         raise ValueError(f"snapshot path must be an absolute file path, not {path!r}")
     argv = etcdctl_argv("snapshot", "save", path)
@@ -215,42 +230,47 @@ def save_snapshot(api: client.ApiClient | client.CoreV1Api, member: EtcdMember, 
                      "check the member's health and free space on its data volume, then retry; "
                      f"a partial file may remain at {path}.part (remove_snapshot removes it)") from e
 
-    status, size, sha256, version = _snapshot_facts(api, member, path, timeout)
+    status, size, sha256, version = _snapshot_facts(api, member, path, timeout, hash_file)
     return SnapshotInfo(path=path, member=member.pod, revision=status["revision"], hash=status["hash"],
                         total_keys=status["totalKey"], size_bytes=size, sha256=sha256,
                         db_size_bytes=status["totalSize"], etcd_version=version)
 
 
 def _snapshot_facts(api: client.ApiClient | client.CoreV1Api, member: EtcdMember, path: str,
-                    timeout: float) -> tuple[dict[str, int], int, str, str | None]:
-    """`snapshot status`, the size and the SHA-256 of the file, in one exec: every exec is a round
-    trip, and the SHA-256 (a full read of the file) runs while the status is computed. etcdctl 3.5
-    still has `snapshot status` (deprecated for etcdutl); an image without it falls back to etcdutl."""
+                    timeout: float, hash_file: bool) -> tuple[dict[str, int], int, str | None, str | None]:
+    """`snapshot status`, the size, the server's version and (with `hash_file`) the SHA-256 of the
+    file, in one exec: every exec is a round trip; the SHA-256 (a full read of the file) and the
+    version run while the status is computed. etcdctl 3.5 still has `snapshot status` (deprecated for
+    etcdutl); an image without it falls back to etcdutl."""
     q = shlex.quote(path)
-    status = " ".join(shlex.quote(a) for a in etcdctl_argv("snapshot", "status", path, "-w", "json"))
-    endpoint = " ".join(shlex.quote(a) for a in etcdctl_argv("endpoint", "status", "-w", "json"))
-    script = (f"sha256sum {q} > {q}.sha256 & hashing=$!; "
-              f"{{ {status} || {ETCDUTL} snapshot status {q} -w json; }} && stat -c %s {q} && "
-              f"wait $hashing && cat {q}.sha256; rc=$?; rm -f {q}.sha256; "
-              f"{endpoint} 2>/dev/null || echo '[]'; exit $rc")
+    status = _sh(etcdctl_argv("snapshot", "status", path, "-w", "json"))
+    endpoint = _sh(etcdctl_argv("endpoint", "status", "-w", "json"))
+    hashing = f"sha256sum {q} > {q}.sha256 & hashing=$!; " if hash_file else ""
+    hashed = f"wait $hashing; h=$?; [ $rc -eq 0 ] && rc=$h; [ $rc -eq 0 ] && cat {q}.sha256; " if hash_file else ""
+    script = (f"{hashing}{{ {endpoint} 2>/dev/null || echo '[]'; }} > {q}.version & versioning=$!; "
+              f"{{ {status} || {ETCDUTL} snapshot status {q} -w json; }} && stat -c %s {q}; rc=$?; {hashed}"
+              f"wait $versioning; cat {q}.version; rm -f {q}.sha256 {q}.version; exit $rc")
     argv = ["sh", "-c", script]
     try:
         lines = _run(api, member, argv, timeout=timeout).text.strip().splitlines()
         data = json.loads(lines[0])
         facts = {k: int(data[k]) for k in ("hash", "revision", "totalKey", "totalSize")}
-        size, sha256 = int(lines[1]), lines[2].split()[0]
-        if not re.fullmatch(r"[0-9a-f]{64}", sha256):
-            raise ValueError(f"not a SHA-256: {sha256!r}")
+        size, rest = int(lines[1]), lines[2:]
+        sha256 = None
+        if hash_file:
+            sha256, rest = rest[0].split()[0], rest[1:]
+            if not re.fullmatch(r"[0-9a-f]{64}", sha256):
+                raise ValueError(f"not a SHA-256: {sha256!r}")
         version = None
         try:  # the server's version is informational: the snapshot is good without it
-            version = _parse_endpoint_status(lines[3])["version"]
+            version = _parse_endpoint_status(rest[0])["version"]
         except (IndexError, ValueError, KeyError, TypeError):
             log.warning("%s: could not read the etcd server version", member)
     except ExecError as e:
         raise _error(api, member, "snapshot status", e, argv,
                      f"the file {path} may be corrupt: remove it and take the snapshot again") from e
     except (ValueError, KeyError, TypeError, IndexError) as e:
-        raise EtcdMemberError(f"snapshot status, size and SHA-256 of {path} could not be read ({e})",
+        raise EtcdMemberError(f"snapshot status and size of {path} could not be read ({e})",
                               namespace=member.namespace, pod=member.pod, step="snapshot status",
                               cluster=_cluster_name(api), command=argv,
                               next_step=f"the file {path} may be corrupt: remove it and take the snapshot again") from e
@@ -265,10 +285,73 @@ def stream_snapshot(api: client.ApiClient | client.CoreV1Api, member: EtcdMember
                                   chunk_bytes=chunk_bytes, idle_timeout=idle_timeout)
 
 
+class HashedSnapshotStream(Iterator[bytes]):
+    """The snapshot file's bytes as they come out of the pod, hashed in the pod on their way out:
+    `cat` feeds `tee`, which writes them to the exec's stdout and to a FIFO that the hasher reads
+    (openssl when it works in the image, it uses the CPU's SHA instructions; else sha256sum). The
+    hasher prints on stderr, the exec's side channel, so hash and bytes come in one exec and the
+    file is read once. `sha256` is the pod's SHA-256 once the stream is exhausted. Raises like
+    `stream_snapshot` (ExecStreamError after the last chunk when the stream was cut or a command of
+    the pipeline failed); closing it closes the exec's connection (the pipeline then gets SIGPIPE)."""
+
+    def __init__(self, api: client.ApiClient | client.CoreV1Api, member: EtcdMember, path: str,
+                 chunk_bytes: int = 1 << 20, *, idle_timeout: float = 60.0) -> None:
+        self.member, self.path = member, path
+        self.argv = ["sh", "-c", _hashed_stream_script(path)]
+        self._cluster = _cluster_name(api)
+        self._stderr = bytearray()
+        self._done = False
+        self._chunks = pod_exec.stream_stdout(api, member.namespace, member.pod, member.container, self.argv,
+                                              chunk_bytes=chunk_bytes, idle_timeout=idle_timeout,
+                                              stderr_sink=self._stderr)
+
+    def __next__(self) -> bytes:
+        try:
+            return next(self._chunks)
+        except StopIteration:
+            self._done = True
+            raise
+
+    def close(self) -> None:
+        self._chunks.close()
+
+    @property
+    def sha256(self) -> str:
+        if not self._done:
+            raise RuntimeError(f"the SHA-256 of {self.path} is known once its stream is read to the end")
+        found = re.search(rb"^([0-9a-f]{64})[ \t]", bytes(self._stderr), re.MULTILINE)
+        if found is None:
+            raise EtcdMemberError(f"the stream of {self.path} ended without the SHA-256 computed in the pod "
+                                  f"(stderr: {self._stderr[-300:].decode('utf-8', 'replace')!r})",
+                                  namespace=self.member.namespace, pod=self.member.pod, step="stream snapshot",
+                                  cluster=self._cluster, command=self.argv,
+                                  next_step="check that the etcd image has sha256sum and tee (coreutils), then retry")
+        return found.group(1).decode()
+
+
+def stream_hashed_snapshot(api: client.ApiClient | client.CoreV1Api, member: EtcdMember, path: str,
+                           chunk_bytes: int = 1 << 20, *, idle_timeout: float = 60.0) -> HashedSnapshotStream:
+    """The snapshot's bytes with their SHA-256 computed in the pod on the way out (see HashedSnapshotStream)."""
+    return HashedSnapshotStream(api, member, path, chunk_bytes, idle_timeout=idle_timeout)
+
+
+def _hashed_stream_script(path: str) -> str:
+    """POSIX sh (the image's sh may be dash or bash): no pipefail, so no pipeline: cat writes into a
+    FIFO that tee reads, and every command's exit status is its own. A failing `cat` (a missing file)
+    still opens and closes its FIFO, so tee and the hasher reach EOF and nothing waits forever."""
+    q = shlex.quote(path)
+    return (f"f={q}; o=\"$f.out.fifo\"; t=\"$f.sha256.fifo\"; rm -f \"$o\" \"$t\" && mkfifo -m 600 \"$o\" \"$t\" || exit 1; "
+            "if openssl dgst -sha256 -r </dev/null >/dev/null 2>&1; then hasher='openssl dgst -sha256 -r'; "
+            "else hasher=sha256sum; fi; $hasher < \"$t\" >&2 & hashing=$!; tee \"$t\" < \"$o\" & teeing=$!; "
+            f"cat {q} > \"$o\"; rc=$?; wait $teeing; tc=$?; wait $hashing; hc=$?; rm -f \"$o\" \"$t\"; "
+            "[ $rc -ne 0 ] && exit $rc; [ $tc -ne 0 ] && exit $tc; exit $hc")
+
+
 def remove_snapshot(api: client.ApiClient | client.CoreV1Api, member: EtcdMember, path: str, *,
                     timeout: float = 60.0) -> None:
-    """Remove the snapshot (and a partial `.part` left by a failed save); nothing there is fine."""
-    argv = ["rm", "-f", path, f"{path}.part"]
+    """Remove the snapshot and what a failed save or stream may leave (a partial `.part`, the
+    stream's FIFOs, the hash and version files); nothing there is fine."""
+    argv = ["rm", "-f", path, *(f"{path}{suffix}" for suffix in _LEFTOVERS)]
     try:
         _run(api, member, argv, timeout=timeout)
     except ExecError as e:
@@ -322,14 +405,22 @@ def _health_error(result: pod_exec.ExecResult) -> str | None:
 def _short(e: Exception) -> str:
     """The reason without the command line (long, and the same for every member)."""
     if isinstance(e, ExecError):
-        tail = e.stderr.decode("utf-8", "replace").strip()[-300:]
         if e.exit_code is not None:
-            return f"exited {e.exit_code}" + (f"; stderr: {tail}" if tail else "")
+            return _exit_text(e.exit_code, e.stderr)
         text = str(e)
         quoted = " ".join(shlex.quote(a) for a in e.argv)
         at = text.find(quoted + ": ")
         return (text[at + len(quoted) + 2:] if at >= 0 else text)[:500]
     return str(e)
+
+
+def _exit_text(code: int, stderr: bytes) -> str:
+    tail = stderr.decode("utf-8", "replace").strip()[-300:]
+    return f"exited {code}" + (f"; stderr: {tail}" if tail else "")
+
+
+def _sh(argv: Sequence[str]) -> str:
+    return " ".join(shlex.quote(a) for a in argv)
 
 
 def _error(api: client.ApiClient | client.CoreV1Api, member: EtcdMember, step: str, e: ExecError,

@@ -93,11 +93,13 @@ def run(api: client.ApiClient | client.CoreV1Api, namespace: str, pod: str, cont
 
 def stream_stdout(api: client.ApiClient | client.CoreV1Api, namespace: str, pod: str, container: str | None,
                   argv: Sequence[str], chunk_bytes: int = 1 << 20, *, idle_timeout: float = 60.0,
-                  cluster: str | None = None) -> Iterator[bytes]:
+                  cluster: str | None = None, stderr_sink: bytearray | None = None) -> Iterator[bytes]:
     """Yield the command's stdout in chunks of about `chunk_bytes` (at most `chunk_bytes` plus one
     WebSocket frame is held). After the last chunk, raise `ExecStreamError` if no exit status came
     (the stream was cut), the command exited non-zero, or nothing arrived for `idle_timeout` seconds.
-    Closing the generator early closes the connection (the server then kills the command)."""
+    Closing the generator early closes the connection (the server then kills the command).
+    `stderr_sink`: when the command exited 0, its stderr (the last 64 KiB) is appended to it before
+    the generator finishes: a side channel for what a command has to say while stdout carries data."""
     if chunk_bytes <= 0:
         raise ValueError("chunk_bytes must be positive")
     session = _Session(api, namespace, pod, container, argv, cluster)
@@ -116,6 +118,8 @@ def stream_stdout(api: client.ApiClient | client.CoreV1Api, namespace: str, pod:
     code = session.exit_code_or_raise(ExecStreamError)
     if code != 0:
         raise session.error(ExecStreamError, f"exited {code}: {session.status_message}", code)
+    if stderr_sink is not None:
+        stderr_sink += session.stderr[-_STDERR_KEEP:]
     if buf:
         yield bytes(buf)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 
 from prefect import task
@@ -28,17 +29,33 @@ def snapshot_path(operation_id: str) -> str:
 
 @task(name="etcd-member-status")
 def member_statuses(target: RunTarget) -> list[MemberStatus]:
-    api = target.api_client()
     namespace = target.ref.control_plane_namespace
-    return [etcd_member.member_status(api, EtcdMember(namespace, pod))
-            for pod in etcd_member.list_members(api, namespace)]
+    api = target.api_client()
+    try:
+        pods = etcd_member.list_members(api, namespace)
+    finally:
+        api.close()
+
+    def status(pod: str) -> MemberStatus:
+        # An ApiClient per member: the client's exec swaps its ApiClient's request method while it
+        # runs, so execs that overlap must not share one.
+        api = target.api_client()
+        try:
+            return etcd_member.member_status(api, EtcdMember(namespace, pod))
+        finally:
+            api.close()
+
+    with ThreadPoolExecutor(max_workers=max(1, len(pods)), thread_name_prefix="etcd-status") as pool:
+        return list(pool.map(status, pods))
 
 
 @checkpointed(name="snapshot-etcd")
 def take_snapshot(target: RunTarget, pod: str) -> Snapshot:
     started = datetime.now(timezone.utc)
     member = EtcdMember(target.ref.control_plane_namespace, pod)
-    info = etcd_member.save_snapshot(target.api_client(), member, snapshot_path(target.operation_id))
+    # No SHA-256 here: the upload hashes the file in the pod as it streams out (one read, not two,
+    # and in quiesced mode not while the API is down).
+    info = etcd_member.save_snapshot(target.api_client(), member, snapshot_path(target.operation_id), hash_file=False)
     return Snapshot(info=info, started_at=started, finished_at=datetime.now(timezone.utc))
 
 

@@ -4,6 +4,7 @@ verify, and write the manifest last."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any, Iterator
 
@@ -12,7 +13,7 @@ from prefect import task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from pydantic import BaseModel, model_validator
 
-from hcp import etcd_member, s3_transfer
+from hcp import s3_transfer
 from hcp.aws_access import AwsAccess
 from hcp.backup_manifest import BackupManifest, manifest_key
 from hcp.etcd_member import EtcdMember
@@ -20,6 +21,7 @@ from hcp.hosted_cluster import read_secret
 from hcp.naming import BackupLocation
 from hcp.run_target import RunTarget
 from hcp.s3_transfer import SSE, UploadResult
+from hcp.snapshot_upload import SnapshotMismatch, upload_snapshot_file
 from hcp.snapshot_verify import VerifyResult, verify_snapshot
 from tasks.aws import s3_client
 from tasks.checkpoint import checkpointed
@@ -59,6 +61,7 @@ class Encryption(BaseModel):
 class Uploaded(BaseModel):
     result: UploadResult
     finished_at: datetime
+    snapshot: Snapshot  # with the SHA-256 computed in the pod while it streamed out
 
 
 @task(name="check-bucket")
@@ -102,23 +105,22 @@ def _with_progress(chunks: Iterator[bytes], total: int) -> Iterator[bytes]:
 @checkpointed(name="upload-snapshot", retries=1, retry_delay_seconds=3)
 def upload_snapshot(target: RunTarget, aws: AwsAccess, location: str, snapshot: Snapshot,
                     encryption: Encryption) -> Uploaded:
-    """Stream the snapshot from the pod into S3 (no copy on the runner's disk; one part in memory)
-    and compare the SHA-256 computed on the way with the one computed in the pod."""
+    """Stream the snapshot from the pod into S3 (no copy on the runner's disk; a few parts in memory)
+    and compare the SHA-256 computed on the way with the one computed in the pod as it streamed out.
+    Returns the snapshot with that SHA-256 (the manifest's)."""
     loc = BackupLocation.parse(location)
-    member = EtcdMember(target.ref.control_plane_namespace, snapshot.info.member)
-    chunks = etcd_member.stream_snapshot(target.api_client(), member, snapshot_path(target.operation_id))
-    s3 = s3_client(aws)
-    key = loc.key(SNAPSHOT_FILE)
-    result = s3_transfer.upload_stream(s3, loc.bucket, key, _with_progress(chunks, snapshot.info.size_bytes),
-                                       metadata={"hcp-runbooks-operation": target.operation_id}, part_attempts=2,
-                                       **encryption.args())
-    if result.sha256 != snapshot.info.sha256 or result.size != snapshot.info.size_bytes:
-        s3.delete_object(Bucket=loc.bucket, Key=key)
-        raise s3_transfer.S3TransferError(
-            f"{target}: uploaded snapshot differs from the file in pod {member}: sha256 {result.sha256} "
-            f"({result.size} bytes) vs {snapshot.info.sha256} ({snapshot.info.size_bytes} bytes); the object was "
-            "deleted; retry the run")
-    return Uploaded(result=result, finished_at=datetime.now(timezone.utc))
+    info = snapshot.info
+    member = EtcdMember(target.ref.control_plane_namespace, info.member)
+    try:
+        result = upload_snapshot_file(target.api_client(), member, snapshot_path(target.operation_id), s3_client(aws),
+                                      loc.bucket, loc.key(SNAPSHOT_FILE), size_bytes=info.size_bytes,
+                                      sha256=info.sha256, wrap=lambda chunks: _with_progress(chunks, info.size_bytes),
+                                      metadata={"hcp-runbooks-operation": target.operation_id}, part_attempts=2,
+                                      **encryption.args())
+    except SnapshotMismatch as e:
+        raise SnapshotMismatch(f"{target}: {e}") from None
+    hashed = snapshot.model_copy(update={"info": replace(info, sha256=result.sha256)})
+    return Uploaded(result=result, finished_at=datetime.now(timezone.utc), snapshot=hashed)
 
 
 @checkpointed(name="save-encryption-key", retries=2, retry_delay_seconds=3)
