@@ -1,0 +1,299 @@
+"""etcd-member-recovery end to end: one HighlyAvailable hosted cluster (three real etcd members) whose
+members are broken the way disks break them (garbage in the member's database on its PVC, then a
+restart: the member crash-loops), the runbook run against it, and the cluster checked afterwards
+with the kubernetes client and etcdctl in the pods."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client, watch
+
+from flows.etcd_member_recovery import EtcdMemberRecoveryParams, etcd_member_recovery
+from hcp import pod_exec
+from hcp.cluster_access import ClusterAccess
+from hcp.etcd_health import HealthTable, read_health
+from hcp.etcd_member import etcdctl_argv
+from hcp.naming import HostedClusterRef, new_operation_id
+from hcpsim.world import World
+from tests.conformance.util import wait_for
+
+HS = ("hypershift.openshift.io", "v1beta1")
+pytestmark = pytest.mark.timeout(600)
+
+
+# -- the cluster and how members break -------------------------------------------------------------------
+
+def _available(mgmt: client.ApiClient, name: str) -> bool:
+    hc = client.CustomObjectsApi(mgmt).get_namespaced_custom_object(*HS, "clusters", "hostedclusters", name)
+    return any(c["type"] == "Available" and c["status"] == "True" for c in (hc.get("status") or {}).get("conditions") or [])
+
+
+def _all_healthy(mgmt: client.ApiClient, cluster: str, count: int = 3, timeout: float = 120) -> HealthTable:
+    ns = HostedClusterRef.parse(cluster).control_plane_namespace
+
+    def healthy() -> HealthTable | None:
+        table = read_health(mgmt, ns)
+        return table if len(table.rows) == count and all(r.verdict == "healthy" for r in table.rows) else None
+    return wait_for(healthy, f"{count} healthy etcd members in {ns}", timeout=timeout, interval=0.5)
+
+
+def _delete_hosted_cluster(mgmt: client.ApiClient, name: str) -> None:
+    try:
+        client.CustomObjectsApi(mgmt).delete_namespaced_custom_object(*HS, "clusters", "hostedclusters", name)
+    except client.ApiException as e:
+        if e.status != 404:
+            raise
+
+
+@pytest.fixture(scope="module")
+def ha(rb_world: World, mgmt: client.ApiClient) -> Iterator[str]:
+    """A HighlyAvailable hosted cluster of this module's own (the shared world's are SingleReplica)."""
+    name = f"ha{uuid.uuid4().hex[:6]}"
+    availability = rb_world.settings.availability
+    rb_world.settings.availability = "HighlyAvailable"
+    try:
+        rb_world.create_hosted_cluster(name)
+    finally:
+        rb_world.settings.availability = availability
+    wait_for(lambda: _available(mgmt, name), f"hosted cluster {name} available", timeout=120)
+    _all_healthy(mgmt, f"clusters/{name}")
+    yield f"clusters/{name}"
+    _delete_hosted_cluster(mgmt, name)  # its members may be left broken by the last test
+
+
+def _ns(cluster: str) -> str:
+    return HostedClusterRef.parse(cluster).control_plane_namespace
+
+
+def break_member(world: World, mgmt: client.ApiClient, cluster: str, member: str) -> HealthTable:
+    """Garbage where the member's bolt database is, then a restart: etcd cannot open it and crash-loops."""
+    ns = _ns(cluster)
+    db = world.cluster("mgmt1").kubelet.pvc_dir(ns, f"data-{member}") / "data" / "member" / "snap" / "db"
+    assert db.is_file(), db
+    db.write_bytes(os.urandom(64 * 1024))
+    client.CoreV1Api(mgmt).delete_namespaced_pod(member, ns)
+
+    def failing() -> HealthTable | None:
+        table = read_health(mgmt, ns)
+        row = table.row(member)
+        return table if row is not None and row.verdict == "failing" and row.pod is not None and \
+            row.pod.last_exit_code is not None else None
+    return wait_for(failing, f"{member} of {ns} failing", timeout=60, interval=0.5)
+
+
+def objects(mgmt: client.ApiClient, cluster: str) -> dict[str, str]:
+    """uid of every etcd pod and PVC."""
+    ns, core = _ns(cluster), client.CoreV1Api(mgmt)
+    out = {f"pod/{p.metadata.name}": p.metadata.uid for p in core.list_namespaced_pod(ns, label_selector="app=etcd").items}
+    out |= {f"pvc/{c.metadata.name}": c.metadata.uid
+            for c in core.list_namespaced_persistent_volume_claim(ns, label_selector="app=etcd").items}
+    return out
+
+
+def member_ids(mgmt: client.ApiClient, cluster: str, via: str = "etcd-0") -> dict[str, int]:
+    import json
+    out = pod_exec.run(mgmt, _ns(cluster), via, "etcd", etcdctl_argv("member", "list", "-w", "json")).text
+    return {m.get("name") or m["peerURLs"][0]: int(m["ID"]) for m in json.loads(out)["members"]}
+
+
+class Deletions:
+    """Every etcd pod and PVC deleted in the namespace while it runs: (kind/name, uid)."""
+
+    def __init__(self, mgmt: client.ApiClient, cluster: str) -> None:
+        self.mgmt, self.ns = mgmt, _ns(cluster)
+        self.seen: list[tuple[str, str]] = []
+        self._watches: list[watch.Watch] = []
+        self._threads: list[threading.Thread] = []
+
+    def __enter__(self) -> Deletions:
+        core = client.CoreV1Api(self.mgmt)
+        for kind, lister in (("pod", core.list_namespaced_pod), ("pvc", core.list_namespaced_persistent_volume_claim)):
+            version = lister(self.ns, label_selector="app=etcd").metadata.resource_version
+            w = watch.Watch()
+            self._watches.append(w)
+            thread = threading.Thread(target=self._follow, args=(w, lister, kind, version), daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        return self
+
+    def _follow(self, w: watch.Watch, lister: Any, kind: str, version: str) -> None:
+        try:
+            for event in w.stream(lister, self.ns, label_selector="app=etcd", resource_version=version,
+                                  timeout_seconds=600):
+                if event["type"] == "DELETED":
+                    self.seen.append((f"{kind}/{event['object'].metadata.name}", event["object"].metadata.uid))
+        except Exception:
+            pass
+
+    def __exit__(self, *exc: object) -> None:
+        for w in self._watches:
+            w.stop()
+
+    def of(self, name: str) -> set[str]:
+        return {uid for n, uid in self.seen if n == name}
+
+
+def params(access: ClusterAccess, cluster: str, **kw: Any) -> EtcdMemberRecoveryParams:
+    kw.setdefault("approval", {"poll_interval_seconds": 1, "timeout_seconds": 60})
+    return EtcdMemberRecoveryParams(hosted_cluster=cluster, management=access, timeout_seconds=kw.pop("timeout", 180),
+                                    **kw)
+
+
+# -- healthy cluster: nothing to do, and a healthy member is never touched -----------------------------------
+
+def test_healthy_cluster_nothing_to_do_and_healthy_members_are_refused(
+        prefect_server: Path, mgmt: client.ApiClient, access: ClusterAccess, ha: str) -> None:
+    before = objects(mgmt, ha)
+    report = etcd_member_recovery(params(access, ha))
+    assert report.status == "succeeded", report.error
+    assert report.changes == [] and any("all 3 members are healthy" in v for v in report.verification)
+    for member, problem in (("etcd-1", "etcd-1 is healthy"), ("etcd-7", "not a member of the etcd StatefulSet")):
+        state = etcd_member_recovery(params(access, ha, member=member), return_state=True)
+        assert state.is_failed()
+        with pytest.raises(Exception, match=problem):
+            state.result()
+    assert objects(mgmt, ha) == before
+
+
+
+# -- gates, plan mode, the lock, a kill at the gate: nothing destroyed; then the approved replacement ------------
+
+def _find_paused(cluster: str, seen: set[Any]) -> Any:
+    """A paused run of `cluster` not seen before (then it is seen), or None."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType
+    from prefect.client.schemas.objects import StateType
+
+    with get_client(sync_client=True) as c:
+        runs = c.read_flow_runs(flow_run_filter=FlowRunFilter(state=FlowRunFilterState(
+            type=FlowRunFilterStateType(any_=[StateType.PAUSED]))))
+    run = next((r for r in runs if cluster in r.name and r.id not in seen), None)
+    if run is not None:
+        seen.add(run.id)
+    return run
+
+
+def _paused_run(cluster: str, seen: set[Any]) -> Any:
+    return wait_for(lambda: _find_paused(cluster, seen), f"a paused etcd-member-recovery run of {cluster}",
+                    timeout=90, interval=0.5)
+
+
+def _in_thread(fn: Callable[[], Any]) -> tuple[threading.Thread, dict[str, Any]]:
+    out: dict[str, Any] = {}
+    thread = threading.Thread(target=lambda: out.setdefault("state", fn()), daemon=True)
+    thread.start()
+    return thread, out
+
+
+_CHILD = """
+import sys
+from flows.etcd_member_recovery import EtcdMemberRecoveryParams, etcd_member_recovery
+etcd_member_recovery(EtcdMemberRecoveryParams.model_validate_json(sys.argv[1]))
+"""
+
+
+def _start_child(p: EtcdMemberRecoveryParams, storage: Path) -> subprocess.Popen[bytes]:
+    from prefect.settings import PREFECT_API_URL
+    env = dict(os.environ, PREFECT_API_URL=str(PREFECT_API_URL.value()), PREFECT_LOCAL_STORAGE_PATH=str(storage))
+    return subprocess.Popen([sys.executable, "-c", _CHILD, p.model_dump_json()], cwd=Path(__file__).parents[2],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _kill(child: subprocess.Popen[bytes], when: Callable[[], Any], what: str) -> None:
+    wait_for(lambda: child.poll() is not None or when(), what, timeout=180, interval=0.2)
+    assert child.poll() is None, f"the child run ended (exit {child.returncode}) before {what}"
+    child.send_signal(signal.SIGKILL)
+    child.wait(60)
+
+
+def _health_artifact(cluster: str) -> str:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from prefect.client.schemas.sorting import ArtifactSort
+
+    from hcp.run_target import RunTarget
+    from tasks.member_recovery import health_artifact_key
+    key = health_artifact_key(RunTarget(management=ClusterAccess(), management_cluster="x", hosted_cluster=cluster,
+                                        operation_id=new_operation_id()))
+    with get_client(sync_client=True) as c:
+        found = c.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])),
+                                 sort=ArtifactSort.CREATED_DESC, limit=1)
+    return str(found[0].data) if found else ""
+
+
+def test_nothing_is_destroyed_until_approved_then_exactly_the_failed_member_is_replaced(
+        prefect_server: Path, rb_world: World, mgmt: client.ApiClient, access: ClusterAccess, ha: str) -> None:
+    from prefect.flow_runs import resume_flow_run
+
+    from hcp.lease_lock import LeaseLock
+    _all_healthy(mgmt, ha)
+    ids_before = member_ids(mgmt, ha)
+    break_member(rb_world, mgmt, ha, "etcd-2")
+    before = objects(mgmt, ha)
+    seen: set[Any] = set()
+    with Deletions(mgmt, ha) as deleted:
+        # plan mode: the plan, and nothing changed
+        report = etcd_member_recovery(params(access, ha, dry_run=True))
+        assert report.status == "planned" and report.figures["member"] == "etcd-2"
+        steps = [s.step for s in report.plan]
+        assert steps.index("approval") < steps.index("delete the PVC of etcd-2") < steps.index("delete the pod etcd-2")
+        assert any(f"delete pvc/data-etcd-2 --wait=false" in s.command for s in report.plan)
+        # a healthy member named: refused, the failing one named in the message
+        state = etcd_member_recovery(params(access, ha, member="etcd-0"), return_state=True)
+        with pytest.raises(Exception, match="etcd-0 is healthy; the failing member is etcd-2"):
+            state.result()
+        # the lock of another operation
+        ref = HostedClusterRef.parse(ha)
+        other = new_operation_id()
+        lock = LeaseLock.for_hosted_cluster(mgmt, ref.namespace, ref.name, other, 600)
+        lock.acquire()
+        state = etcd_member_recovery(params(access, ha), return_state=True)
+        with pytest.raises(Exception, match=f"locked by operation '{other}'"):
+            state.result()
+        lock.break_lock(other, force=True)
+        # rejected at the gate
+        thread, out = _in_thread(lambda: etcd_member_recovery(params(access, ha), return_state=True))
+        run = _paused_run(ha, seen)
+        resume_flow_run(run.id, run_input={"approved": False, "approver": "carol", "comment": "not now"})
+        thread.join(120)
+        with pytest.raises(Exception, match="rejected by carol"):
+            out["state"].result()
+        # nobody answers
+        state = etcd_member_recovery(params(access, ha, approval={"poll_interval_seconds": 1, "timeout_seconds": 5}),
+                                     return_state=True)
+        assert state.is_failed()
+        # a runner killed while it waits at the gate (it holds the lock)
+        op = new_operation_id()
+        child = _start_child(params(access, ha, operation_id=op), prefect_server)
+        _kill(child, lambda: _find_paused(ha, seen), "the child run to wait at the gate")
+        assert objects(mgmt, ha) == before and deleted.seen == []
+        # the same operation again: approved through the pause form, the failed member is replaced
+        thread, out = _in_thread(lambda: etcd_member_recovery(params(access, ha, operation_id=op), return_state=True))
+        run = _paused_run(ha, seen)
+        resume_flow_run(run.id, run_input={"approved": True, "approver": "bob", "comment": "INC-42"})
+        thread.join(300)
+        report = out["state"].result()
+    assert report.status == "succeeded", report.error
+    assert any("replace-member: approved by bob (INC-42)" in a for a in report.approvals)
+    after = objects(mgmt, ha)
+    assert {k: v for k, v in after.items() if "etcd-2" not in k} == {k: v for k, v in before.items() if "etcd-2" not in k}
+    assert after["pod/etcd-2"] != before["pod/etcd-2"] and after["pvc/data-etcd-2"] != before["pvc/data-etcd-2"]
+    assert deleted.of("pvc/data-etcd-2") == {before["pvc/data-etcd-2"]} and deleted.of("pod/etcd-2") == {before["pod/etcd-2"]}
+    assert not deleted.of("pod/etcd-0") and not deleted.of("pod/etcd-1")
+    ids_after = member_ids(mgmt, ha)
+    assert ids_after["etcd-0"] == ids_before["etcd-0"] and ids_after["etcd-1"] == ids_before["etcd-1"]
+    assert ids_after["etcd-2"] != ids_before["etcd-2"]
+    _all_healthy(mgmt, ha, timeout=10)
+    assert any(c.startswith("deleted PVC") for c in report.changes) and any(c.startswith("deleted pod") for c in report.changes)
+    assert "etcd-2 healthy and caught up" in report.to_markdown()
+    assert "| etcd-2 |" in _health_artifact(ha) and "intact" in _health_artifact(ha)
