@@ -225,7 +225,8 @@ def etcd_restore(params: EtcdRestoreParams) -> RunReport:
                                                                                 "member": None}), None))
         backup_url = None
         if params.source in ("latest-backup", "backup"):
-            backup_url = rb.step(choose_backup, target, params.aws, params.bucket or "", params.prefix, params.backup)
+            backup_url = rb.step(choose_backup, target, params.aws, params.bucket or "", params.prefix, params.backup,
+                                 cluster.uid)
         member = _source_member(params, members)
         source = backup_url or f"{params.source} of {member}"
         snapshot = rb.step(fetch_snapshot.with_options(refresh_cache=snapshot is None and restored is None), target,

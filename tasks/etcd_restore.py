@@ -62,28 +62,40 @@ def read_etcd_layout(target: RunTarget) -> EtcdLayout:
 
 
 @task(name="choose-backup")
-def choose_backup(target: RunTarget, aws: AwsAccess, bucket: str, prefix: str, backup: str | None) -> str:
+def choose_backup(target: RunTarget, aws: AwsAccess, bucket: str, prefix: str, backup: str | None,
+                  cluster_uid: str) -> str:
     """The backup's location URL: the one given (its prefix or its manifest.json), else the newest
-    complete backup of this hosted cluster on this management cluster."""
+    complete backup of this hosted cluster on this management cluster. A backup of another
+    HostedCluster (another name, or the same name with another uid: a cluster deleted and created
+    again) is refused: restoring it in place would mix two clusters' data."""
     if backup:
-        wanted = backup.removesuffix("manifest.json")
-        loc = BackupLocation.parse(wanted)
+        loc = BackupLocation.parse(backup.removesuffix("manifest.json"))
         entries = list_backups(s3_client(aws), loc.bucket, loc.prefix, management_cluster=loc.management_cluster,
                                hosted_cluster=loc.hosted_cluster)
         entry = next((e for e in entries if e.location.url == loc.url), None)
-        if entry is None or not entry.complete:
+        if entry is None or not entry.complete or entry.manifest is None:
             raise SnapshotSourceError("not found" if entry is None else entry.status, source=f"backup {loc.url}",
                                       step="choose backup", next_step="list the backups with `hcp-runbooks backups list "
                                       f"--bucket {loc.bucket} --cluster {target.ref}`")
+        m = entry.manifest
+        if (m.namespace, m.name, m.uid) != (target.ref.namespace, target.ref.name, cluster_uid):
+            raise SnapshotSourceError(
+                f"it is a backup of HostedCluster {m.namespace}/{m.name} uid {m.uid}, not of {target.ref} uid "
+                f"{cluster_uid}", source=f"backup {loc.url}", step="choose backup",
+                next_step="choose a backup of this cluster; to start another cluster from it, use the "
+                          "restore into a new hosted cluster (etcd-restore-new-cluster)")
         return entry.location.url
     entries = [e for e in list_backups(s3_client(aws), bucket, prefix, management_cluster=target.management_cluster,
-                                       hosted_cluster=target.ref) if e.complete]
-    if not entries:
-        raise SnapshotSourceError(f"no complete backup of {target.ref} from {target.management_cluster} under "
-                                  f"s3://{bucket}/{prefix}", source="latest backup", step="choose backup",
+                                       hosted_cluster=target.ref) if e.complete and e.manifest is not None]
+    mine = [e for e in entries if e.manifest is not None and e.manifest.uid == cluster_uid]
+    if not mine:
+        other = f" ({len(entries)} of an earlier HostedCluster of the same name, another uid)" if entries else ""
+        raise SnapshotSourceError(f"no complete backup of {target.ref} (uid {cluster_uid}) from "
+                                  f"{target.management_cluster} under s3://{bucket}/{prefix}{other}",
+                                  source="latest backup", step="choose backup",
                                   next_step="give a backup's URL (`--backup s3://...`), or use --source snapshot / "
                                             "member-db")
-    return entries[-1].location.url
+    return mine[-1].location.url
 
 
 @checkpointed(name="fetch-snapshot")

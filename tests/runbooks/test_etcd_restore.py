@@ -118,3 +118,128 @@ def test_restore_of_a_highly_available_etcd_every_member_agrees(
     assert writers(mgmt, cluster) == before_writers
     no_leftovers(mgmt, cluster)
     client.CustomObjectsApi(mgmt).delete_namespaced_custom_object(*HS, "clusters", "hostedclusters", name)
+
+
+def versions(mgmt: client.ApiClient, cluster: str) -> dict[str, str]:
+    """resourceVersion of everything a restore could touch (the lock Lease aside)."""
+    ref = HostedClusterRef.parse(cluster)
+    apps, core, ns = client.AppsV1Api(mgmt), client.CoreV1Api(mgmt), _ns(cluster)
+    out = {"hc": hc(mgmt, cluster)["metadata"]["resourceVersion"],
+           "sts": apps.read_namespaced_stateful_set("etcd", ns).metadata.resource_version}
+    out.update({f"deploy/{d.metadata.name}": d.metadata.resource_version for d in apps.list_namespaced_deployment(ns).items})
+    out.update({f"pvc/{c.metadata.name}": c.metadata.resource_version
+                for c in core.list_namespaced_persistent_volume_claim(ns).items})
+    out.update({f"pod/{p.metadata.name}": p.metadata.uid for p in core.list_namespaced_pod(ns, label_selector="app=etcd").items})
+    out.update({f"cm/{c.metadata.name}": c.metadata.resource_version for c in core.list_namespaced_config_map(ref.namespace).items})
+    return out
+
+
+@pytest.fixture
+def backed_up(prefect_server: Path, mgmt: client.ApiClient, access: ClusterAccess, bucket: str,
+              new_cluster: Callable[[], str]) -> tuple[str, str, str]:
+    """A cluster with a backup: (cluster, prefix, tag); /t/<tag>/kept before it, /t/<tag>/lost after it."""
+    cluster = new_cluster()
+    prefix, tag = f"r-{uuid.uuid4().hex[:6]}", uuid.uuid4().hex[:6]
+    put(mgmt, cluster, f"/t/{tag}/kept", "before-backup")
+    backup(access, bucket, prefix, cluster)
+    put(mgmt, cluster, f"/t/{tag}/lost", "after-backup")
+    return cluster, prefix, tag
+
+
+def test_dry_run_checks_the_snapshot_and_changes_nothing(mgmt: client.ApiClient, access: ClusterAccess, bucket: str,
+                                                         backed_up: tuple[str, str, str], tmp_path: Path) -> None:
+    cluster, prefix, tag = backed_up
+    before = versions(mgmt, cluster)
+    report = etcd_restore(restore_params(access, bucket, prefix, cluster, tmp_path, dry_run=True))
+    assert report.status == "planned"
+    assert any(s.step.startswith("restore into every member") and s.destructive for s in report.plan)
+    assert any("snapshot checked before any change" in v for v in report.verification)
+    assert versions(mgmt, cluster) == before
+    assert f"/t/{tag}/lost" in read_prefix(mgmt, cluster, f"/t/{tag}/", "etcd-0")
+
+
+def test_a_damaged_or_foreign_snapshot_is_refused_before_any_change(
+        mgmt: client.ApiClient, access: ClusterAccess, s3: Any, bucket: str, backed_up: tuple[str, str, str],
+        new_cluster: Callable[[], str], tmp_path: Path) -> None:
+    from hcp import backup_catalog
+    cluster, prefix, tag = backed_up
+    entry = backup_catalog.list_backups(s3, bucket, prefix)[0]
+    assert entry.manifest is not None
+    key = entry.manifest.snapshot_key
+    good = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    damaged = bytearray(good)
+    damaged[len(damaged) // 2] ^= 0xFF
+    s3.put_object(Bucket=bucket, Key=key, Body=bytes(damaged))
+    before = versions(mgmt, cluster)
+    state = etcd_restore(restore_params(access, bucket, prefix, cluster, tmp_path), return_state=True)
+    assert state.is_failed()
+    with pytest.raises(Exception, match="SHA-256"):
+        state.result()
+    assert versions(mgmt, cluster) == before
+    s3.put_object(Bucket=bucket, Key=key, Body=good)
+
+    # another cluster's backup, given explicitly, is refused for this one
+    other = new_cluster()
+    before = versions(mgmt, other)
+    state = etcd_restore(restore_params(access, None, prefix, other, tmp_path, source="backup",
+                                        backup=entry.location.url), return_state=True)
+    with pytest.raises(Exception, match="not of"):
+        state.result()
+    assert versions(mgmt, other) == before
+
+
+def test_rejection_destroys_nothing(mgmt: client.ApiClient, access: ClusterAccess, bucket: str,
+                                   backed_up: tuple[str, str, str], tmp_path: Path) -> None:
+    from prefect.flow_runs import resume_flow_run
+
+    from tests.runbooks.test_etcd_backup import _in_thread, _paused_run_of
+    cluster, prefix, tag = backed_up
+    before = versions(mgmt, cluster)
+    p = restore_params(access, bucket, prefix, cluster, tmp_path,
+                       approval={"poll_interval_seconds": 1, "timeout_seconds": 120})
+    thread, out = _in_thread(lambda: etcd_restore(p, return_state=True))
+    run = _paused_run_of(cluster)
+    resume_flow_run(run.id, run_input={"approved": False, "approver": "carol"})
+    thread.join(120)
+    with pytest.raises(Exception, match="rejected by carol"):
+        out["state"].result()
+    assert versions(mgmt, cluster) == before
+    assert f"/t/{tag}/lost" in read_prefix(mgmt, cluster, f"/t/{tag}/", "etcd-0")
+
+
+def test_a_failure_before_the_restore_puts_the_cluster_back_on_its_data_then_the_rerun_finishes(
+        rb_world: World, mgmt: client.ApiClient, access: ClusterAccess, bucket: str, backed_up: tuple[str, str, str],
+        tmp_path: Path) -> None:
+    from hcp.naming import new_operation_id
+    cluster, prefix, tag = backed_up
+    before_writers, before_paused = writers(mgmt, cluster), hc(mgmt, cluster)["spec"].get("pausedUntil")
+    p = restore_params(access, bucket, prefix, cluster, tmp_path, operation_id=new_operation_id())
+    rb_world.cluster("mgmt1").faults.cut_next_exec(10, count=2, command="head -c")  # the copy, and its retry
+    state = etcd_restore(p, return_state=True)
+    assert state.is_failed()
+    report = _report(cluster)
+    assert "Where the cluster is now" in report and f"--operation-id {p.operation_id}" in report
+    assert "scale statefulset" in report and "removed the data pod" in report
+    # back where it was, on its own data: the write after the backup is still there
+    assert writers(mgmt, cluster) == before_writers
+    assert hc(mgmt, cluster)["spec"].get("pausedUntil") == before_paused
+    wait_for(lambda: f"/t/{tag}/lost" in read_prefix(mgmt, cluster, f"/t/{tag}/", "etcd-0"), "etcd back", timeout=60)
+
+    final = etcd_restore(p)
+    assert final.status == "succeeded", final.to_markdown()
+    assert read_prefix(mgmt, cluster, f"/t/{tag}/", "etcd-0") == {f"/t/{tag}/kept": "before-backup"}
+    no_leftovers(mgmt, cluster)
+
+
+def _report(cluster: str) -> str:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from prefect.client.schemas.sorting import ArtifactSort
+
+    from tasks.runbook import artifact_key
+    ref = HostedClusterRef.parse(cluster)
+    with get_client(sync_client=True) as c:
+        found = c.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(
+            any_=[artifact_key("etcd-restore", ref.namespace, ref.name, "report")])), sort=ArtifactSort.CREATED_DESC,
+            limit=1)
+    return str(found[0].data) if found else ""
