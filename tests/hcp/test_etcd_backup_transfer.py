@@ -1,6 +1,7 @@
 """The backup's transfer path against the simulated world: etcd-0's snapshot streamed out through the
 exec WebSocket and into S3 (multipart, bounded memory, SHA-256 checked against `sha256sum` in the pod),
-and the failure paths (a cut stream, a failing part) leave nothing behind or recover."""
+and the failure paths (a cut stream, a failing part, bytes that differ from the pod's) leave nothing
+behind or recover."""
 
 from __future__ import annotations
 
@@ -13,8 +14,10 @@ import pytest
 
 from hcp import pod_exec
 from hcp.cluster_access import ClusterAccess, ClusterAccessError
+from hcp.etcd_member import EtcdMember
 from hcp.pod_exec import CommandFailed, ExecStreamError
 from hcp.s3_transfer import MiB, S3TransferError, download_stream, sha256_of_object, upload_stream
+from hcp.snapshot_upload import SnapshotMismatch, upload_snapshot_file
 
 from .conftest import CONTAINER, NAMESPACE, POD
 
@@ -187,3 +190,32 @@ def test_s3_failure_closes_the_exec_stream(hcp_world, mgmt1_api, bucket, big_fil
         upload_stream(no_retry_client, bucket, key, chunks, part_size=5 * MiB)
     assert chunks.gi_frame is None  # the generator was closed (its WebSocket with it)
     _assert_nothing_left(no_retry_client, bucket, key)
+
+
+def test_checked_upload_keeps_the_pods_bytes_only(mgmt1_api, s3, bucket, big_file) -> None:  # type: ignore[no-untyped-def]
+    path, expected = big_file
+    member = EtcdMember(NAMESPACE, POD, CONTAINER)
+    key = _key()
+    result = upload_snapshot_file(mgmt1_api, member, path, s3, bucket, key, size_bytes=40 * MiB, sse="AES256")
+    assert result.sha256 == expected == sha256_of_object(s3, bucket, key) and result.parts == 5
+
+    small = f"/var/lib/data/hcp-test-{uuid.uuid4().hex[:6]}.bin"
+    _in_pod(mgmt1_api, "sh", "-c", f"head -c {MiB} /dev/urandom > {small}")
+    try:
+        def flip_a_byte(chunks):  # type: ignore[no-untyped-def]
+            """A byte changed on the way: after the pod hashed it, before the uploader did."""
+            for i, chunk in enumerate(chunks):
+                yield bytes([chunk[0] ^ 1]) + chunk[1:] if i == 0 else chunk
+
+        key = _key()
+        with pytest.raises(SnapshotMismatch, match="computed in the pod.*the object was deleted"):
+            upload_snapshot_file(mgmt1_api, member, small, s3, bucket, key, size_bytes=MiB, wrap=flip_a_byte)
+        _assert_nothing_left(s3, bucket, key)
+        # the pod's bytes, but not the file the snapshot step described (size, SHA-256)
+        with pytest.raises(SnapshotMismatch, match=f"{MiB} bytes uploaded, the file has {MiB + 1}"):
+            upload_snapshot_file(mgmt1_api, member, small, s3, bucket, key, size_bytes=MiB + 1)
+        with pytest.raises(SnapshotMismatch, match="when the snapshot was taken"):
+            upload_snapshot_file(mgmt1_api, member, small, s3, bucket, key, size_bytes=MiB, sha256="0" * 64)
+        _assert_nothing_left(s3, bucket, key)
+    finally:
+        _in_pod(mgmt1_api, "rm", "-f", small)

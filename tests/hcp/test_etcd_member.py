@@ -18,7 +18,7 @@ from kubernetes import client
 from hcp import pod_exec
 from hcp.etcd_member import (
     EtcdMember, EtcdMemberError, MemberStatus, choose_member, etcdctl_argv, list_members, member_status,
-    remove_snapshot, save_snapshot, stream_snapshot,
+    remove_snapshot, save_snapshot, stream_hashed_snapshot, stream_snapshot,
 )
 from hcp.etcd_tools import etcd_tool
 
@@ -161,6 +161,44 @@ def test_save_stream_and_remove_snapshot(mgmt1_api: client.ApiClient, tmp_path: 
         remove_snapshot(mgmt1_api, MEMBER, path)
     assert not _exists(mgmt1_api, path)
     remove_snapshot(mgmt1_api, MEMBER, path)  # idempotent
+
+
+def _listing(api: client.ApiClient) -> list[str]:
+    return pod_exec.run(api, NAMESPACE, POD, CONTAINER, ["ls", "-a", "/var/lib/data"]).text.split()
+
+
+def test_snapshot_hashed_in_the_pod_while_it_streams(mgmt1_api: client.ApiClient) -> None:
+    path = f"/var/lib/data/hcp-runbooks-test-{uuid.uuid4().hex[:6]}.db"
+    before = _listing(mgmt1_api)
+    try:
+        info = save_snapshot(mgmt1_api, MEMBER, path, hash_file=False)
+        assert info.sha256 is None and info.size_bytes == info.db_size_bytes + 32
+        assert info.etcd_version and info.etcd_version.startswith("3.5.")
+        stream = stream_hashed_snapshot(mgmt1_api, MEMBER, path, chunk_bytes=64 * 1024)
+        with pytest.raises(RuntimeError, match="read to the end"):
+            stream.sha256
+        digest, size = hashlib.sha256(), 0
+        for chunk in stream:
+            digest.update(chunk)
+            size += len(chunk)
+        in_pod = pod_exec.run(mgmt1_api, NAMESPACE, POD, CONTAINER, ["sha256sum", path]).text.split()[0]
+        assert stream.sha256 == digest.hexdigest() == in_pod
+        assert size == info.size_bytes
+        # the FIFOs are gone with the stream: only the snapshot is new
+        assert sorted(set(_listing(mgmt1_api)) - set(before)) == [path.rsplit("/", 1)[1]]
+    finally:
+        remove_snapshot(mgmt1_api, MEMBER, path)
+    assert _listing(mgmt1_api) == before
+
+
+def test_hashed_stream_of_a_missing_file_fails_and_leaves_nothing(mgmt1_api: client.ApiClient) -> None:
+    before = _listing(mgmt1_api)
+    stream = stream_hashed_snapshot(mgmt1_api, MEMBER, "/var/lib/data/hcp-runbooks-missing.db")
+    with pytest.raises(pod_exec.ExecStreamError, match="exited 1") as err:
+        list(stream)
+    assert "cat /var/lib/data/hcp-runbooks-missing.db" in str(err.value)
+    assert "No such file or directory" in str(err.value)
+    assert _listing(mgmt1_api) == before
 
 
 def test_save_failure_names_the_member_and_the_step(mgmt1_api: client.ApiClient) -> None:
