@@ -282,7 +282,8 @@ def etcd_restore_new_cluster(params: EtcdRestoreNewClusterParams) -> RunReport:
             approval_gate(rb, "create", f"Create hosted cluster {target.ref} from backup {source.location_url}",
                           _state(source, rendered, key, target), rb.report.plan, params.approval)
         # From here on a failure leaves objects behind: report them, then remove (or keep) them.
-        rb.cleanup_on_failure("handled what this operation created", lambda: _on_failure(rb, params, target))
+        rb.cleanup_on_failure(f"{'kept' if params.keep_on_failure else 'removed'} what operation "
+                              f"{target.operation_id} created (details above)", lambda: _on_failure(rb, params, target))
 
         key_name = restore_render.encryption_key_name(rendered.hosted_cluster)
         if key != "none" and key_name:

@@ -407,8 +407,11 @@ def diagnose(target: RunTarget) -> list[str]:
                 + f", restarts {init.restart_count}")
             out.append(f"pod {cp}/{pod}: {obj.status.phase}, {state}")
             if init is not None:
-                log = core.read_namespaced_pod_log(pod, cp, container="etcd-init", tail_lines=8)
-                out += [f"  {pod} etcd-init: {line}" for line in (log or "").splitlines()[-8:]]
+                # raw: the client's str deserialization turns a log into the repr of its bytes
+                raw = core.read_namespaced_pod_log(pod, cp, container="etcd-init", tail_lines=8, _preload_content=False)
+                log = raw.data.decode("utf-8", "replace")
+                out += [f"  {pod} etcd-init: {line}" for line in log.replace("\r", "\n").splitlines()[-8:]
+                        if line.strip()]
         except ApiException as exc:
             out.append(f"pod {cp}/{pod}: cannot read ({exc.status} {exc.reason})")
     return out

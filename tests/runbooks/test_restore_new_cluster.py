@@ -318,3 +318,142 @@ def test_dry_run_rejection_and_timeout_create_nothing(prefect_server: Path, mgmt
     thread.join(120)
     _refused(out["state"], "rejected by carol")
     assert _versions(mgmt, ns) == before
+
+
+# -- failures, kills, HA ---------------------------------------------------------------------------------
+
+_CHILD = """
+import sys
+from flows.etcd_restore_new_cluster import EtcdRestoreNewClusterParams, etcd_restore_new_cluster
+etcd_restore_new_cluster(EtcdRestoreNewClusterParams.model_validate_json(sys.argv[1]))
+"""
+
+
+def _start_child(p: EtcdRestoreNewClusterParams, storage: Path) -> subprocess.Popen[bytes]:
+    from prefect.settings import PREFECT_API_URL
+    env = dict(os.environ, PREFECT_API_URL=str(PREFECT_API_URL.value()), PREFECT_LOCAL_STORAGE_PATH=str(storage))
+    return subprocess.Popen([sys.executable, "-c", _CHILD, p.model_dump_json()], cwd=Path(__file__).parents[2],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _report_of(ref: HostedClusterRef) -> str:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from prefect.client.schemas.sorting import ArtifactSort
+
+    from flows.etcd_restore_new_cluster import RUNBOOK
+    from tasks.runbook import artifact_key
+    key = artifact_key(RUNBOOK, ref.namespace, ref.name, "report")
+    with get_client(sync_client=True) as c:
+        found = c.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])),
+                                 sort=ArtifactSort.CREATED_DESC, limit=1)
+    return str(found[0].data) if found else ""
+
+
+@pytest.mark.parametrize("kill_after", ["secret", "nodepool"])
+def test_a_run_killed_after_a_step_is_continued_by_a_rerun(
+        prefect_server: Path, mgmt: client.ApiClient, access: ClusterAccess, s3: Any, bucket: str,
+        source: tuple[str, str], removed_afterwards: list[HostedClusterRef], kill_after: str) -> None:
+    cluster, prefix = source
+    name = HostedClusterRef.parse(cluster).name
+    ns = _namespace_with_secrets(mgmt, name)
+    op = new_operation_id()
+    kw = dict(source_cluster=cluster, prefix=prefix, namespace=ns, operation_id=op,
+              hosted_cluster_manifest_content=_manifest_with_new_identity(s3, bucket, prefix))
+    child = _start_child(params(access, bucket, **kw), prefect_server)
+    removed_afterwards.append(HostedClusterRef(ns, name))
+    wait_for(lambda: child.poll() is not None or any(o.startswith(kill_after) for o in _labelled(mgmt, ns, op)),
+             f"the child run to create its {kill_after}", timeout=120)
+    child.send_signal(signal.SIGKILL)
+    child.wait(60)
+    # a second approval would time out: the re-run must not ask (its objects say it was approved)
+    report = etcd_restore_new_cluster(params(access, bucket, approval={"timeout_seconds": 5,
+                                                                       "poll_interval_seconds": 1}, **kw))
+    assert report.status == "succeeded", report.error
+    assert not report.approvals and any("continuing operation" in v for v in report.verification)
+    assert _labelled(mgmt, ns, op) == sorted([f"hostedcluster/{name}", f"nodepool/{name}",
+                                              f"secret/{name}-etcd-encryption-key"])
+    ref = HostedClusterRef(ns, name)
+    hc = _hc(mgmt, ref)
+    assert hc is not None and len(hc["spec"]["etcd"]["managed"]["storage"]["restoreSnapshotURL"]) == 1
+    assert _get(mgmt, ref, "etcd-0", "/hcp-test/source") == "in-the-backup"
+
+
+def _fails_after_approval(world: World, namespace: str, p: EtcdRestoreNewClusterParams) -> Any:
+    import threading
+
+    from prefect.flow_runs import resume_flow_run
+    from tests.runbooks.test_etcd_backup import _paused_run_of
+    assert world.aws is not None and world.aws.faults is not None
+    out: dict[str, Any] = {}
+    thread = threading.Thread(target=lambda: out.setdefault("state", etcd_restore_new_cluster(p, return_state=True)),
+                              daemon=True)
+    thread.start()
+    run = _paused_run_of(namespace)
+    world.aws.faults.fail_next(1_000_000, 500, method="GET", path=r"etcd-snapshot\.db")
+    try:
+        resume_flow_run(run.id, run_input={"approved": True, "approver": "alice"})
+        thread.join(300)
+    finally:
+        world.aws.faults.clear()
+    return out["state"]
+
+
+def test_a_failure_after_creation_removes_it_and_the_same_operation_then_starts_over(
+        prefect_server: Path, rb_world: World, mgmt: client.ApiClient, access: ClusterAccess, s3: Any, bucket: str,
+        source: tuple[str, str], removed_afterwards: list[HostedClusterRef]) -> None:
+    cluster, prefix = source
+    name = HostedClusterRef.parse(cluster).name
+    ns = _namespace_with_secrets(mgmt, name)
+    ref = HostedClusterRef(ns, name)
+    removed_afterwards.append(ref)
+    op = new_operation_id()
+    kw = dict(source_cluster=cluster, prefix=prefix, namespace=ns, operation_id=op,
+              hosted_cluster_manifest_content=_manifest_with_new_identity(s3, bucket, prefix))
+    # S3 fails the snapshot's download once the run is approved (it fetched it already): etcd-init
+    # cannot restore, the cluster never becomes available, the wait fails after the objects were created
+    failed = _fails_after_approval(rb_world, ns, params(access, bucket, timeout_seconds=8, approval={
+        "timeout_seconds": 120, "poll_interval_seconds": 1}, **kw))
+    _refused(failed, f"HostedCluster {ref} Available and EtcdAvailable", "logs etcd-0 -c etcd-init")
+    text = _report_of(ref)
+    assert "at failure: HostedCluster Available=False" in text and f"at failure: pod {ns}-{name}/etcd-0:" in text
+    assert "etcd-0 etcd-init: <?xml" in text or "etcd-0 etcd-init: <Error>" in text, text  # S3's answer, from its log
+    assert f"deleted HostedCluster {ref}" in text and f"deleted secret {ns}/{name}-etcd-encryption-key" in text
+    assert "state now: nothing this operation created remains" in text
+    assert _labelled(mgmt, ns, op) == [] and _hc(mgmt, ref) is None
+    # kept for inspection, then removed with `remove`
+    op2 = new_operation_id()
+    kept = _fails_after_approval(rb_world, ns, params(access, bucket, timeout_seconds=8, keep_on_failure=True, approval={
+        "timeout_seconds": 120, "poll_interval_seconds": 1}, **{**kw, "operation_id": op2}))
+    assert kept.is_failed()
+    assert "kept for inspection" in _report_of(ref) and "--remove" in _report_of(ref)
+    assert len(_labelled(mgmt, ns, op2)) == 3
+    removal = etcd_restore_new_cluster(params(access, bucket, remove=True, **{**kw, "operation_id": op2}))
+    assert removal.status == "succeeded", removal.error
+    assert any(c.startswith("deleted HostedCluster") for c in removal.changes)
+    assert _labelled(mgmt, ns, op2) == [] and _hc(mgmt, ref) is None
+    # the first operation again: a fresh start, a fresh URL, the backup's keys
+    report = etcd_restore_new_cluster(params(access, bucket, **kw))
+    assert report.status == "succeeded", report.error
+    assert _get(mgmt, ref, "etcd-0", "/hcp-test/source") == "in-the-backup"
+
+
+def test_ha_restore_from_a_manifest_file_under_another_name_members_agree(
+        prefect_server: Path, mgmt: client.ApiClient, access: ClusterAccess, s3: Any, bucket: str,
+        source: tuple[str, str], removed_afterwards: list[HostedClusterRef], tmp_path: Path) -> None:
+    cluster, prefix = source
+    ns = _namespace_with_secrets(mgmt, HostedClusterRef.parse(cluster).name)
+    ref = HostedClusterRef(ns, "ha-restored")
+    removed_afterwards.append(ref)
+    manifest = tmp_path / "hostedcluster.yaml"
+    manifest.write_text(_manifest_with_new_identity(s3, bucket, prefix, controllerAvailabilityPolicy="HighlyAvailable"))
+    report = etcd_restore_new_cluster(params(access, bucket, source_cluster=cluster, prefix=prefix, namespace=ns,
+                                             name=ref.name, hosted_cluster_manifest=str(manifest), timeout_seconds=240))
+    assert report.status == "succeeded", report.error
+    agreeing = [v for v in report.verification if "same keyspace hash" in v]
+    assert sorted(v.split(":")[0] for v in agreeing) == ["etcd-0", "etcd-1", "etcd-2"], report.verification
+    for pod in ("etcd-0", "etcd-1", "etcd-2"):
+        assert _get(mgmt, ref, pod, "/hcp-test/source") == "in-the-backup"
+    pools = client.CustomObjectsApi(mgmt).list_namespaced_custom_object(*HS, ns, "nodepools")["items"]
+    assert [(p["metadata"]["name"], p["spec"]["clusterName"]) for p in pools] == [("ha-restored", "ha-restored")]
+    assert any("is created as ha-restored" in v for v in report.verification)
