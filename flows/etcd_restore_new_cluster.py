@@ -89,7 +89,8 @@ class EtcdRestoreNewClusterParams(ManagementParams):
             if self.bucket is not None and BackupLocation.parse(url).bucket != self.bucket:
                 raise ValueError(f"backup {self.backup} is not in bucket {self.bucket}")
         elif self.source_cluster is None:
-            raise ValueError("give backup (a backup's s3:// URL) or source_cluster (restore its newest backup)")
+            if not (self.remove and self.namespace and self.name):
+                raise ValueError("give backup (a backup's s3:// URL) or source_cluster (restore its newest backup)")
         elif self.bucket is None:
             raise ValueError("source_cluster needs bucket (and prefix) to find its backups")
         if self.hosted_cluster_manifest and self.hosted_cluster_manifest_content:
@@ -108,6 +109,8 @@ class EtcdRestoreNewClusterParams(ManagementParams):
         return HostedClusterRef.parse(self.source_cluster)
 
     def target_ref(self) -> HostedClusterRef:
+        if self.namespace and self.name:
+            return HostedClusterRef(self.namespace, self.name)
         source = self.source_ref()
         return HostedClusterRef(self.namespace or source.namespace, self.name or source.name)
 
