@@ -26,6 +26,8 @@ from typing import Any
 import yaml
 from kubernetes import client
 
+from hcp.hosted_cluster import GROUP, VERSION
+
 __all__ = [
     "SERVER_SET_METADATA", "OPERATOR_ANNOTATIONS", "CleanPolicy", "ClusterObjectsError", "clean_for_recreate",
     "policy_for", "object_list", "parse_documents", "group_of", "describe", "to_json", "HostedClusterObjects",
@@ -174,7 +176,6 @@ def to_json(doc: dict[str, Any]) -> bytes:
 
 # -- a HostedCluster and its NodePools -------------------------------------------------------------
 
-HS_VERSION = "v1beta1"
 _NOT_SET = object()
 
 
@@ -206,8 +207,8 @@ class HostedClusterObjects:
 def read_hosted_cluster_objects(api: client.ApiClient, namespace: str, name: str) -> HostedClusterObjects:
     """The HostedCluster and its NodePools as the management cluster has them (not cleaned)."""
     custom = client.CustomObjectsApi(api)
-    hc = custom.get_namespaced_custom_object(_HS, HS_VERSION, namespace, "hostedclusters", name)
-    pools = custom.list_namespaced_custom_object(_HS, HS_VERSION, namespace, "nodepools").get("items") or []
+    hc = custom.get_namespaced_custom_object(GROUP, VERSION, namespace, "hostedclusters", name)
+    pools = custom.list_namespaced_custom_object(GROUP, VERSION, namespace, "nodepools").get("items") or []
     mine = sorted((p for p in pools if (p.get("spec") or {}).get("clusterName") == name),
                   key=lambda p: p["metadata"]["name"])
     return HostedClusterObjects(hosted_cluster=hc, node_pools=mine)
