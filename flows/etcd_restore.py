@@ -263,10 +263,11 @@ def etcd_restore(params: EtcdRestoreParams) -> RunReport:
             restored = rb.step(restore_data, target, layout, pod, snapshot, params.timeout_seconds)
             rb.changed("restored", f"restored the snapshot into {', '.join(layout.claims)} (old data kept in "
                        f"{previous_data_dir(target.operation_id)} on each)")
-            rb.step(remove_data_pod, target, layout, params.timeout_seconds)
         else:
             rb.skipped("restore", f"done by an earlier run of this operation at {restored.at:%H:%M:%S} UTC; never "
                        "restored twice")
+        if rb.step(remove_data_pod, target, layout, params.timeout_seconds):
+            rb.changed("data-pod-removed", f"removed the data pod deployment {layout.namespace}/{DATA_POD_APP}")
         rb.report.cluster_state = (f"etcd data restored on {', '.join(layout.claims)} (revision {snapshot.revision}); old data "
                                    f"in {previous_data_dir(target.operation_id)}; etcd and the API servers are being "
                                    "started: re-run the same operation to continue")

@@ -101,10 +101,11 @@ def _compacted_hint(text: str) -> str:
     return "check the member (`hcp-runbooks run etcd-member-recovery ... --dry-run` shows a health table)"
 
 
-def snapshot_keyspace(snapshot_file: Path, revision: int, *, work_dir: Path | None = None) -> KeyspaceFacts:
+def snapshot_keyspace(snapshot_file: Path, revision: int, *, work_dir: Path | None = None,
+                      skip_hash_check: bool = False) -> KeyspaceFacts:
     """The snapshot's own figures, from a throwaway etcd restored from it on the runner."""
     hash_args, count_args = _query_args(revision)
-    with served_snapshot(snapshot_file, work_dir=work_dir) as url:
+    with served_snapshot(snapshot_file, work_dir=work_dir, skip_hash_check=skip_hash_check) as url:
         base = [str(etcd_tool("etcdctl")), f"--endpoints={url}", "--command-timeout", f"{_TIMEOUT:.0f}s"]
         outputs = []
         for args in (hash_args, count_args):

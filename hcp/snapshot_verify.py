@@ -201,13 +201,15 @@ def snapshot_file_status(snapshot: Path, *, tool_timeout: float = 600.0) -> dict
 
 @contextmanager
 def served_snapshot(snapshot: Path, *, work_dir: str | os.PathLike[str] | None = None, start_timeout: float = 60.0,
-                    tool_timeout: float = 600.0) -> Iterator[str]:
+                    tool_timeout: float = 600.0, skip_hash_check: bool = False) -> Iterator[str]:
     """A local snapshot file restored into a scratch directory and served by a throwaway etcd;
-    yields its client URL (plain http on 127.0.0.1). Everything is gone afterwards."""
+    yields its client URL (plain http on 127.0.0.1). Everything is gone afterwards.
+    `skip_hash_check`: for a copy of member/snap/db, which has no integrity hash."""
     ctx = _Context("", str(snapshot))
     scratch = Path(tempfile.mkdtemp(prefix="hcp-serve-", dir=work_dir))
     try:
-        with _served(ctx, snapshot, scratch / "data", snapshot.stat().st_size, start_timeout, tool_timeout) as url:
+        with _served(ctx, snapshot, scratch / "data", snapshot.stat().st_size, start_timeout, tool_timeout,
+                     skip_hash_check) as url:
             yield url
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -215,7 +217,7 @@ def served_snapshot(snapshot: Path, *, work_dir: str | os.PathLike[str] | None =
 
 @contextmanager
 def _served(ctx: _Context, snapshot: Path, data_dir: Path, size: int, start_timeout: float,
-            tool_timeout: float) -> Iterator[str]:
+            tool_timeout: float, skip_hash_check: bool = False) -> Iterator[str]:
     last_error: SnapshotVerifyError | None = None
     for attempt in range(1, _START_ATTEMPTS + 1):
         client_port, peer_port = _free_ports(2)
@@ -227,7 +229,7 @@ def _served(ctx: _Context, snapshot: Path, data_dir: Path, size: int, start_time
         _tool(ctx, "snapshot restore",
               [str(etcd_tool("etcdutl")), "snapshot", "restore", str(snapshot), "--data-dir", str(data_dir),
                "--name", name, "--initial-cluster", f"{name}={peer_url}", "--initial-advertise-peer-urls", peer_url,
-               "--initial-cluster-token", name],
+               "--initial-cluster-token", name] + (["--skip-hash-check"] if skip_hash_check else []),
               tool_timeout, "the snapshot does not restore (its integrity hash or database is bad): do not use it; "
                             "take a new backup")
         try:

@@ -168,7 +168,7 @@ def start_etcd(target: RunTarget, layout: EtcdLayout, timeout_seconds: float) ->
 @task(name="verify-restore")
 def verify_restore(target: RunTarget, layout: EtcdLayout, snapshot: LocalSnapshot) -> Verified:
     """Every member against the snapshot file, at the snapshot's revision (hcp.restore_verify)."""
-    facts = snapshot_keyspace(Path(snapshot.path), snapshot.revision)
+    facts = snapshot_keyspace(Path(snapshot.path), snapshot.revision, skip_hash_check=snapshot.skip_hash_check)
     check = verify_restored(target.api_client(), layout.namespace, facts, snapshot.revision,
                             expected_members=layout.replicas)
     return Verified(lines=check.lines(), members=len(check.members), key_count=facts.keys_at_snapshot)

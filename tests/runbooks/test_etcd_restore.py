@@ -243,3 +243,80 @@ def _report(cluster: str) -> str:
             any_=[artifact_key("etcd-restore", ref.namespace, ref.name, "report")])), sort=ArtifactSort.CREATED_DESC,
             limit=1)
     return str(found[0].data) if found else ""
+
+
+def test_restore_from_a_fresh_snapshot_and_from_a_member_db_copy(
+        prefect_server: Path, mgmt: client.ApiClient, access: ClusterAccess, new_cluster: Callable[[], str],
+        tmp_path: Path) -> None:
+    cluster = new_cluster()
+    put(mgmt, cluster, "/t/src/a", "1")
+    report = etcd_restore(restore_params(access, None, "hcp-backups", cluster, tmp_path / "a", source="snapshot"))
+    assert report.status == "succeeded", report.to_markdown()
+    assert read_prefix(mgmt, cluster, "/t/src/", "etcd-0") == {"/t/src/a": "1"}
+    assert "snapshot of" in report.figures["snapshot"]
+
+    put(mgmt, cluster, "/t/src/b", "2")
+    report = etcd_restore(restore_params(access, None, "hcp-backups", cluster, tmp_path / "b", source="member-db",
+                                         member="etcd-0"))
+    assert report.status == "succeeded", report.to_markdown()
+    assert "--skip-hash-check" in report.to_markdown()
+    # a db copy holds what etcd flushed to its backend: the keys written well before it (etcd commits
+    # its backend every 100 ms; the copy is taken seconds later)
+    assert read_prefix(mgmt, cluster, "/t/src/", "etcd-0") == {"/t/src/a": "1", "/t/src/b": "2"}
+
+
+# -- a killed runner ----------------------------------------------------------------------------
+
+_CHILD = """
+import os, signal, sys
+from tasks import runbook
+from flows.etcd_restore import EtcdRestoreParams, etcd_restore
+
+stop_after = sys.argv[2]
+step = runbook.Runbook.step
+
+def step_then_die(self, task, *args, **kwargs):
+    result = step(self, task, *args, **kwargs)
+    if task.name == stop_after:
+        os.kill(os.getpid(), signal.SIGKILL)  # no cleanup, no undo: as if the machine died
+    return result
+
+runbook.Runbook.step = step_then_die
+etcd_restore(EtcdRestoreParams.model_validate_json(sys.argv[1]))
+"""
+
+
+@pytest.mark.parametrize("killed_after", ["quiesce-control-plane", "stop-etcd", "copy-snapshot-in", "restore-data",
+                                          "start-etcd", "verify-restore"])
+def test_a_run_killed_after_a_step_and_rerun_ends_restored_without_restoring_twice(
+        prefect_server: Path, mgmt: client.ApiClient, access: ClusterAccess, bucket: str,
+        backed_up: tuple[str, str, str], tmp_path: Path, killed_after: str) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from hcp.naming import new_operation_id
+    from prefect.settings import PREFECT_API_URL
+    cluster, prefix, tag = backed_up
+    before_writers, before_paused = writers(mgmt, cluster), hc(mgmt, cluster)["spec"].get("pausedUntil")
+    p = restore_params(access, bucket, prefix, cluster, tmp_path, operation_id=new_operation_id())
+    env = dict(os.environ, PREFECT_API_URL=str(PREFECT_API_URL.value()), PREFECT_LOCAL_STORAGE_PATH=str(prefect_server))
+    child = subprocess.run([sys.executable, "-c", _CHILD, p.model_dump_json(), killed_after],
+                           cwd=Path(__file__).parents[2], env=env, capture_output=True, timeout=300)
+    assert child.returncode == -9, child.stderr.decode()[-2000:]
+    restored_already = killed_after in ("restore-data", "start-etcd", "verify-restore")
+    if killed_after in ("start-etcd", "verify-restore"):
+        put(mgmt, cluster, f"/t/{tag}/after-restore", "kept")  # a second restore would lose it
+
+    report = etcd_restore(p)
+    assert report.status == "succeeded", report.to_markdown()
+    want = {f"/t/{tag}/kept": "before-backup"}
+    if killed_after in ("start-etcd", "verify-restore"):
+        want[f"/t/{tag}/after-restore"] = "kept"
+    assert read_prefix(mgmt, cluster, f"/t/{tag}/", "etcd-0") == want
+    assert writers(mgmt, cluster) == before_writers
+    assert hc(mgmt, cluster)["spec"].get("pausedUntil") == before_paused
+    restores = [s.outcome for s in report.steps if s.name in ("restore-data", "restore")]
+    assert restores == (["skipped"] if restored_already else ["done"]), report.steps
+    assert report.approvals == []  # approved in the killed run; the cluster is already down: not asked again
+    no_leftovers(mgmt, cluster)
