@@ -192,18 +192,21 @@ def _subflow_task_seconds(fleet_run_id: Any) -> dict[str, Any]:
 
 def _child_diag(spec: dict[str, Any]) -> dict[str, Any]:
     """Where an online backup's time goes, piece by piece, without Prefect: the pod-side commands
-    of the snapshot-etcd step one by one, the exec `cat` stream alone, the product's sequential
-    `upload_stream` from a local copy, boto3's `upload_file` of the same copy, and the two chained
-    as the flow chains them (stream from the pod into upload_stream)."""
+    of the snapshot-etcd step one by one, the exec `cat` stream alone and the product's hashed
+    stream (cat, tee, the in-pod hasher) alone, the product's `upload_stream` of a local copy against
+    boto3's `upload_file` of the same copy, and the upload-snapshot step's pipeline (the hashed
+    stream into upload_stream, checked: `upload_snapshot_file`)."""
     from hcp import pod_exec, s3_transfer
     from hcp.aws_access import AwsAccess
     from hcp.cluster_access import ClusterAccess
-    from hcp.etcd_member import etcdctl_argv
+    from hcp.etcd_member import EtcdMember, etcdctl_argv, stream_hashed_snapshot
+    from hcp.snapshot_upload import upload_snapshot_file
 
     api = ClusterAccess.model_validate(spec["management"]).api_client()
     s3 = AwsAccess().s3_client()
     ns, pod, path, local = spec["namespace"], spec["pod"], spec["pod_path"], spec["local_path"]
     bucket, prefix = spec["bucket"], spec["prefix"]
+    member = EtcdMember(ns, pod)
     out: dict[str, Any] = {}
 
     def timed(name: str, fn: Any) -> Any:
@@ -220,19 +223,23 @@ def _child_diag(spec: dict[str, Any]) -> dict[str, Any]:
             while chunk := f.read(MiB):
                 yield chunk
 
+    def drain(chunks: Any) -> int:
+        return sum(len(c) for c in chunks)
+
     try:
         timed("pod_snapshot_save", lambda: run(etcdctl_argv("snapshot", "save", path)))
         timed("pod_snapshot_status", lambda: run(etcdctl_argv("snapshot", "status", path, "-w", "json")))
         timed("pod_sha256sum", lambda: run(["sha256sum", path]))
         timed("pod_small_exec", lambda: run(["stat", "-c", "%s", path]))
-        out["exec_cat_bytes"] = timed("exec_cat", lambda: sum(
-            len(c) for c in pod_exec.stream_stdout(api, ns, pod, "etcd", ["cat", path])))
+        out["exec_cat_bytes"] = timed("exec_cat", lambda: drain(pod_exec.stream_stdout(api, ns, pod, "etcd", ["cat", path])))
+        timed("exec_hashed", lambda: drain(stream_hashed_snapshot(api, member, path)))
+        size = os.path.getsize(local)
         sse = {"sse": "AES256"}
         timed("upload_stream_local", lambda: s3_transfer.upload_stream(s3, bucket, f"{prefix}/a.db", local_chunks(), **sse))
         timed("upload_file_local", lambda: s3.upload_file(local, bucket, f"{prefix}/b.db",
                                                           ExtraArgs={"ServerSideEncryption": "AES256"}))
-        timed("exec_cat_into_upload_stream", lambda: s3_transfer.upload_stream(
-            s3, bucket, f"{prefix}/c.db", pod_exec.stream_stdout(api, ns, pod, "etcd", ["cat", path]), **sse))
+        timed("hashed_stream_into_upload", lambda: upload_snapshot_file(api, member, path, s3, bucket, f"{prefix}/c.db",
+                                                                        size_bytes=size, **sse))
     finally:
         run(["rm", "-f", path])
         api.close()
@@ -502,11 +509,13 @@ def _print_diag(d: dict[str, Any]) -> dict[str, float]:
     print(f"  where the time goes ({mb:.0f} MB, the same member, no Prefect):")
     print(f"    snapshot: in-pod etcdctl snapshot save {d['pod_snapshot_save']:.2f} s (host etcdctl "
           f"{d['floor_snapshot_s']:.2f} s); then in the pod: snapshot status {d['pod_snapshot_status']:.2f} s, "
-          f"sha256sum {d['pod_sha256sum']:.2f} s, a trivial exec (stat) {d['pod_small_exec']:.2f} s")
-    print(f"    upload: exec cat alone {d['exec_cat']:.2f} s ({mb / d['exec_cat']:.0f} MB/s); the product's sequential "
-          f"upload_stream of a local copy {d['upload_stream_local']:.2f} s ({mb / d['upload_stream_local']:.0f} MB/s); "
-          f"boto3 upload_file of it {d['upload_file_local']:.2f} s ({mb / d['upload_file_local']:.0f} MB/s); "
-          f"exec cat into upload_stream (the flow's pipeline) {d['exec_cat_into_upload_stream']:.2f} s")
+          f"a trivial exec (stat) {d['pod_small_exec']:.2f} s; (sha256sum of the file {d['pod_sha256sum']:.2f} s: "
+          "no longer a step of its own)")
+    print(f"    upload: exec cat alone {d['exec_cat']:.2f} s ({mb / d['exec_cat']:.0f} MB/s); the hashed stream (cat, tee, "
+          f"in-pod hasher) alone {d['exec_hashed']:.2f} s; the product's upload_stream of a local copy "
+          f"{d['upload_stream_local']:.2f} s ({mb / d['upload_stream_local']:.0f} MB/s); boto3 upload_file of it "
+          f"{d['upload_file_local']:.2f} s ({mb / d['upload_file_local']:.0f} MB/s); the hashed stream into "
+          f"upload_stream, checked (the upload-snapshot step) {d['hashed_stream_into_upload']:.2f} s")
     return {k: float(v) for k, v in d.items() if isinstance(v, (int, float))}
 
 

@@ -95,7 +95,7 @@ def stream_stdout(api: client.ApiClient | client.CoreV1Api, namespace: str, pod:
                   argv: Sequence[str], chunk_bytes: int = 1 << 20, *, idle_timeout: float = 60.0,
                   cluster: str | None = None, stderr_sink: bytearray | None = None) -> Iterator[bytes]:
     """Yield the command's stdout in chunks of about `chunk_bytes` (at most `chunk_bytes` plus one
-    WebSocket frame is held). After the last chunk, raise `ExecStreamError` if no exit status came
+    WebSocket frame is held); each chunk is a bytearray of its own (no copy to bytes). After the last chunk, raise `ExecStreamError` if no exit status came
     (the stream was cut), the command exited non-zero, or nothing arrived for `idle_timeout` seconds.
     Closing the generator early closes the connection (the server then kills the command).
     `stderr_sink`: when the command exited 0, its stderr (the last 64 KiB) is appended to it before
@@ -110,8 +110,7 @@ def stream_stdout(api: client.ApiClient | client.CoreV1Api, namespace: str, pod:
                 continue
             buf += data
             if len(buf) >= chunk_bytes:
-                chunk = bytes(buf)
-                buf.clear()
+                chunk, buf = buf, bytearray()  # handed over, not copied
                 yield chunk
     finally:
         session.close()
@@ -121,7 +120,7 @@ def stream_stdout(api: client.ApiClient | client.CoreV1Api, namespace: str, pod:
     if stderr_sink is not None:
         stderr_sink += session.stderr[-_STDERR_KEEP:]
     if buf:
-        yield bytes(buf)
+        yield buf
 
 
 def run_with_input(api: client.ApiClient | client.CoreV1Api, namespace: str, pod: str, container: str | None,
@@ -183,9 +182,10 @@ class _Session:
         return cls(message, cluster=self.cluster, namespace=self.namespace, pod=self.pod, container=self.container,
                    argv=self.argv, exit_code=exit_code, stderr=bytes(self.stderr))
 
-    def frames(self, *, idle_timeout: float, deadline: float | None = None) -> Iterator[tuple[int, bytes]]:
+    def frames(self, *, idle_timeout: float, deadline: float | None = None) -> Iterator[tuple[int, memoryview]]:
         """(channel, payload) for stdout and stderr until the server closes the connection. Keeps the
-        status and a stderr tail; sets `broken` when the connection ended abnormally or timed out."""
+        status and a stderr tail; sets `broken` when the connection ended abnormally or timed out.
+        A payload is a view into the frame: copy what you keep."""
         raw = self.sock.sock
         self.sock.settimeout(idle_timeout)  # a frame that starts but never completes
         while True:
@@ -212,9 +212,9 @@ class _Session:
             channel = data[0]
             if channel == _CLOSE_CHANNEL:  # v5: the server closed one of its channels
                 continue
-            payload = data[1:]
+            payload = memoryview(data)[1:]  # no copy: every byte of a large stream passes here
             if channel == ERROR:
-                self._set_status(payload)
+                self._set_status(bytes(payload))
             elif channel == STDERR:
                 self.stderr += payload
                 if len(self.stderr) > 2 * _STDERR_KEEP:
