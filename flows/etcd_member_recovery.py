@@ -120,8 +120,9 @@ def recovery_plan(params: EtcdMemberRecoveryParams, target: RunTarget, choice: M
                  command=f"{oc} delete pvc/{choice.claim} --wait=false"),
         PlanStep(step=f"delete the pod {member}", changes=f"pod {ns}/{member} (uid {choice.pod_uid})",
                  lowers_availability=True, command=f"{oc} delete pod/{member} --wait=false"),
-        PlanStep(step=f"wait for the StatefulSet's new PVC and pod {member} (reset-member removes member "
-                      f"{choice.member_hex} and adds {member} back)",
+        PlanStep(step=f"wait for the StatefulSet's new PVC and pod {member} (its reset-member removes member "
+                      f"{choice.member_hex if choice.member_id is not None else 'added above'} and adds {member} "
+                      "again, and etcd joins the cluster)",
                  command=f"{oc} get pvc/{claim_name(member)} pod/{member} -w"),
         PlanStep(step=f"wait until {member} is healthy and caught up (revision >= the leader's, raft index close)",
                  command=f"{oc} exec {leader} -c etcd -- {etcdctl} endpoint status --cluster -w table"),
@@ -171,8 +172,8 @@ def etcd_member_recovery(params: EtcdMemberRecoveryParams) -> RunReport:
             if params.member and params.member != approved.member:
                 raise RunbookError(f"{target}: operation {target.operation_id} replaces {approved.member}, not "
                                    f"{params.member}; start a new operation for {params.member}. Nothing was changed.")
-            rb.report.verification.append(f"continuing the operation: {approved.member} was chosen and approved at "
-                                          f"{approved.chosen_at:%Y-%m-%d %H:%M:%S} UTC")
+            rb.skipped(record_choice.name, f"{approved.member} was chosen and approved by an earlier run of this "
+                       f"operation at {approved.chosen_at:%Y-%m-%d %H:%M:%S} UTC")
             choice = approved
         else:
             decision = decide(table, params.member, restore)
@@ -223,8 +224,9 @@ def etcd_member_recovery(params: EtcdMemberRecoveryParams) -> RunReport:
         if after.failing or not after.quorum_intact:
             raise RunbookError(f"{target}: {choice.member} caught up, but the table read right after is not all "
                                f"healthy: {after.summary()}")
+        since = "approval" if approved is None else "the start of this continued run"
         rb.report.figures.update({
-            "approval to healthy member": f"{time.monotonic() - started:.1f} s",
+            f"{since} to healthy member": f"{time.monotonic() - started:.1f} s",
             "new member id": f"{caught.member_id:x}",
             "quorum": f"{after.healthy_voting} of {after.voting} healthy ({after.quorum} needed)"})
     return rb.report

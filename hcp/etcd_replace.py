@@ -226,7 +226,7 @@ def wait_replacement(api: client.ApiClient, choice: MemberChoice, *, timeout: fl
     except WaitTimeout as exc:
         last = exc.last
         seen = "missing" if last is None else (f"uid {last.metadata.uid}, "
-                                               f"{'Terminating' if last.metadata.deletion_timestamp else ''}"
+                                               f"{'Terminating, ' if last.metadata.deletion_timestamp else ''}"
                                                f"{(last.status.phase if last.status else None) or 'no status'}")
         raise EtcdMemberError(f"{exc} (last seen: {seen})", namespace=ns, pod=choice.member,
                               step="wait for the new PVC and pod",

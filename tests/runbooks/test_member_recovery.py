@@ -79,7 +79,7 @@ def break_member(world: World, mgmt: client.ApiClient, cluster: str, member: str
     """Garbage where the member's bolt database is, then a restart: etcd cannot open it and crash-loops."""
     ns = _ns(cluster)
     db = world.cluster("mgmt1").kubelet.pvc_dir(ns, f"data-{member}") / "data" / "member" / "snap" / "db"
-    assert db.is_file(), db
+    wait_for(db.is_file, f"{db} (etcd creates it when it starts)", timeout=60, interval=0.2)
     db.write_bytes(os.urandom(64 * 1024))
     client.CoreV1Api(mgmt).delete_namespaced_pod(member, ns)
 
@@ -297,3 +297,136 @@ def test_nothing_is_destroyed_until_approved_then_exactly_the_failed_member_is_r
     assert any(c.startswith("deleted PVC") for c in report.changes) and any(c.startswith("deleted pod") for c in report.changes)
     assert "etcd-2 healthy and caught up" in report.to_markdown()
     assert "| etcd-2 |" in _health_artifact(ha) and "intact" in _health_artifact(ha)
+
+
+# -- killed after each destructive step, then re-run: ends correct, deletes nothing twice ----------------------
+
+def test_killed_between_pvc_and_pod_and_while_waiting_reruns_finish_without_deleting_twice(
+        prefect_server: Path, rb_world: World, mgmt: client.ApiClient, access: ClusterAccess, ha: str) -> None:
+    _all_healthy(mgmt, ha)
+    ns = _ns(ha)
+    break_member(rb_world, mgmt, ha, "etcd-1")
+    before = objects(mgmt, ha)
+    core = client.CoreV1Api(mgmt)
+    p = params(access, ha, operation_id=new_operation_id(), approval={"pre_approved_by": "erin"})
+    faults = rb_world.cluster("mgmt1").faults
+    with Deletions(mgmt, ha) as deleted:
+        # 1. killed after deleting the PVC, before deleting the pod (the pod's DELETE is held by the API)
+        faults.fail_next(1, code=0, delay=120, method="DELETE", path_contains=f"/namespaces/{ns}/pods/etcd-1")
+        child = _start_child(p, prefect_server)
+        _kill(child, lambda: core.read_namespaced_persistent_volume_claim("data-etcd-1", ns).metadata.deletion_timestamp,
+              "the child run to delete the PVC")
+        faults.clear()
+        assert core.read_namespaced_pod("etcd-1", ns).metadata.uid == before["pod/etcd-1"]  # kept by the PVC's pod
+        # 2. the same operation, killed while it waits for the new member
+        child = _start_child(p, prefect_server)
+
+        def replaced() -> bool:
+            try:
+                return core.read_namespaced_pod("etcd-1", ns).metadata.uid != before["pod/etcd-1"]
+            except client.ApiException:
+                return False
+        _kill(child, replaced, "the new pod etcd-1")
+        # 3. and once more: it finishes
+        report = etcd_member_recovery(p)
+    assert report.status == "succeeded", report.error
+    assert deleted.of("pvc/data-etcd-1") == {before["pvc/data-etcd-1"]}, deleted.seen
+    assert deleted.of("pod/etcd-1") == {before["pod/etcd-1"]}, deleted.seen
+    assert {n for n, _ in deleted.seen} == {"pvc/data-etcd-1", "pod/etcd-1"}
+    outcomes = {s.name: s.outcome for s in report.steps}
+    assert outcomes["choose-failed-member"] == "skipped" and not report.approvals  # approved in the first run
+    assert outcomes["replace-failed-member"] in ("resumed", "done")
+    assert not [c for c in report.changes if c.startswith("deleted")]  # nothing deleted by this run
+    _all_healthy(mgmt, ha, timeout=10)
+    # a finished operation run again: everything resumed, nothing deleted
+    with Deletions(mgmt, ha) as again:
+        report = etcd_member_recovery(p)
+    assert report.status == "succeeded" and again.seen == []
+
+
+# -- a member etcd no longer lists, and a failure after the deletion ---------------------------------------------
+
+def test_a_member_removed_by_hand_is_added_back_and_a_stopped_run_says_how_to_continue(
+        prefect_server: Path, rb_world: World, mgmt: client.ApiClient, access: ClusterAccess, ha: str) -> None:
+    """Someone did the etcd docs' first step by hand (member remove), then HyperShift's (delete PVC and
+    pod): reset-member finds no member to replace, starts etcd-2 as a new cluster, the others reject it."""
+    import time
+    _all_healthy(mgmt, ha)
+    ns = _ns(ha)
+    time.sleep(6)  # the members' strict reconfiguration check (5 s connected), as for anyone removing by hand
+    gone = member_ids(mgmt, ha)["etcd-2"]
+    pod_exec.run(mgmt, ns, "etcd-0", "etcd", etcdctl_argv("member", "remove", f"{gone:x}"))
+    subprocess.run(["kubectl", "--kubeconfig", str(access.kubeconfig), "--context", "mgmt1", "-n", ns, "delete",
+                    "pvc/data-etcd-2", "pod/etcd-2", "--wait=false"], check=True, capture_output=True)
+
+    def failing() -> HealthTable | None:
+        table = read_health(mgmt, ns)
+        row = table.row("etcd-2")
+        return table if row and row.verdict == "failing" and row.entry is None and row.pod and \
+            row.pod.uid not in objects_before.values() else None
+    objects_before = objects(mgmt, ha)
+    table = wait_for(failing, "etcd-2 failing, not in the member list", timeout=90, interval=0.5)
+    assert "not in the member list" in table.markdown()
+    before = objects(mgmt, ha)
+    p = params(access, ha, operation_id=new_operation_id(), approval={"pre_approved_by": "frank"})
+    # a run that stops right after deleting (its wait ends before the old pod can be gone): the state, and
+    # the command that continues
+    state = etcd_member_recovery(p.model_copy(update={"timeout_seconds": 0.001}), return_state=True)
+    assert state.is_failed()
+    with pytest.raises(Exception) as stopped:
+        state.result()
+    message = str(stopped.value)
+    assert "replacing etcd-2 stopped" in message and "State now:" in message
+    assert f"--cluster {ha} --member etcd-2 --operation-id {p.operation_id}" in message
+    report = etcd_member_recovery(p)
+    assert report.status == "succeeded", report.error
+    assert not any(c.startswith("added member") for c in report.changes)  # the first run did, before deleting
+    assert any(c.startswith("(an earlier run of this operation) added member etcd-2") for c in report.changes)
+    after = objects(mgmt, ha)
+    assert after["pvc/data-etcd-2"] != before["pvc/data-etcd-2"] and after["pod/etcd-0"] == before["pod/etcd-0"]
+    ids = member_ids(mgmt, ha)
+    assert sorted(ids) == ["etcd-0", "etcd-1", "etcd-2"] and ids["etcd-2"] != gone
+    _all_healthy(mgmt, ha, timeout=10)
+
+
+# -- refusals: quorum lost ------------------------------------------------------------------------------------------
+
+def test_single_replica_member_failing_is_refused_with_the_restore_from_its_data(
+        prefect_server: Path, rb_world: World, mgmt: client.ApiClient, access: ClusterAccess, bucket: str,
+        new_cluster: Callable[[], str]) -> None:
+    cluster = new_cluster()
+    try:
+        break_member(rb_world, mgmt, cluster, "etcd-0")
+        before = objects(mgmt, cluster)
+        state = etcd_member_recovery(params(access, cluster, bucket=bucket), return_state=True)
+        assert state.is_failed()
+        with pytest.raises(Exception) as refused:
+            state.result()
+        expected = (f"hcp-runbooks run etcd-restore --kubeconfig {access.kubeconfig} --context mgmt1 --cluster "
+                    f"{cluster} --bucket {bucket} --source member-db --member etcd-0")
+        assert "quorum is lost: 0 of 1" in str(refused.value) and expected in str(refused.value)
+        assert objects(mgmt, cluster) == before
+    finally:
+        _delete_hosted_cluster(mgmt, HostedClusterRef.parse(cluster).name)
+
+
+def test_two_failing_members_are_refused_and_never_touched(
+        prefect_server: Path, rb_world: World, mgmt: client.ApiClient, access: ClusterAccess, bucket: str,
+        ha: str) -> None:
+    """Last in the module: it leaves the cluster without quorum (the fixture deletes it)."""
+    _all_healthy(mgmt, ha)
+    break_member(rb_world, mgmt, ha, "etcd-1")
+    break_member(rb_world, mgmt, ha, "etcd-2")
+    before = objects(mgmt, ha)
+    with Deletions(mgmt, ha) as deleted:
+        for member in (None, "etcd-2"):
+            state = etcd_member_recovery(params(access, ha, member=member, bucket=bucket,
+                                                approval={"pre_approved_by": "gina"}), return_state=True)
+            assert state.is_failed()
+            with pytest.raises(Exception) as refused:
+                state.result()
+            # etcd-0 still runs: the restore comes from the latest backup
+            expected = (f"hcp-runbooks run etcd-restore --kubeconfig {access.kubeconfig} --context mgmt1 --cluster {ha} "
+                        f"--bucket {bucket} --source latest-backup")
+            assert "quorum is lost: 0 of 3" in str(refused.value) and expected in str(refused.value)
+    assert objects(mgmt, ha) == before and deleted.seen == []
