@@ -114,6 +114,69 @@ def run_fleet_backup(
     _finish(fleet_backup(params, return_state=True), lambda report: report.to_markdown())
 
 
+@run_app.command("etcd-restore")
+def run_etcd_restore(
+    cluster: str = typer.Option(None, "--cluster", help="NAMESPACE/NAME: the HostedCluster to restore in place (with "
+                                "--into-new-cluster: the cluster whose newest backup to use)"),
+    kubeconfig: Path = typer.Option(None, "--kubeconfig", help="default: $KUBECONFIG or ~/.kube/config"),
+    context: str = typer.Option(None, "--context", help="the management cluster's context"),
+    management_cluster: str = typer.Option(None, "--management-cluster", help="its name in backups (default: context)"),
+    source: str = typer.Option("latest-backup", "--source", help="latest-backup | backup | snapshot | member-db"),
+    bucket: str = typer.Option(None, "--bucket", help="S3 bucket of the backups"),
+    prefix: str = typer.Option("hcp-backups", "--prefix"),
+    backup: str = typer.Option(None, "--backup", help="a backup's s3:// URL (its prefix or manifest.json)"),
+    member: str = typer.Option(None, "--member", help="snapshot / member-db: the member to read (etcd-N)"),
+    work_dir: str = typer.Option(None, "--work-dir", help="where the runner keeps the snapshot"),
+    keep_previous_data: bool = typer.Option(False, "--keep-previous-data", help="keep the old data directories"),
+    into_new_cluster: bool = typer.Option(False, "--into-new-cluster", help="create a new HostedCluster from the "
+                                          "backup (restoreSnapshotURL) instead of restoring in place"),
+    namespace: str = typer.Option(None, "--namespace", help="--into-new-cluster: the new HostedCluster's namespace"),
+    name: str = typer.Option(None, "--name", help="--into-new-cluster: the new HostedCluster's name"),
+    manifest: str = typer.Option(None, "--manifest", help="--into-new-cluster: a HostedCluster (+NodePools) file to "
+                                 "use instead of the backup's copy"),
+    presign_expiry: int = typer.Option(None, "--presign-expiry", help="--into-new-cluster: seconds the snapshot URL "
+                                       "is valid"),
+    keep_on_failure: bool = typer.Option(False, "--keep-on-failure", help="--into-new-cluster: keep what was created "
+                                         "if the run fails"),
+    remove: bool = typer.Option(False, "--remove", help="--into-new-cluster: remove what --operation-id created"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="check the snapshot and print the plan; change nothing"),
+    operation_id: str = typer.Option(None, "--operation-id", help="continue this operation"),
+    approved_by: str = typer.Option(None, "--approved-by", help="approve the run's gates in advance, as NAME"),
+    break_lock_held_by: str = typer.Option(None, "--break-lock-held-by", help="break a dead operation's lock"),
+    timeout: float = typer.Option(None, "--timeout", help="seconds for each wait"),
+) -> None:
+    """Restore a hosted cluster's etcd from a backup or a snapshot: in place, or into a new HostedCluster."""
+    approval = {"pre_approved_by": approved_by} if approved_by else None
+    access = _access(kubeconfig, context)
+    if into_new_cluster:
+        from flows.etcd_restore_new_cluster import EtcdRestoreNewClusterParams, etcd_restore_new_cluster
+
+        if source not in ("latest-backup", "backup") or member or keep_previous_data or work_dir:
+            typer.echo("error: --into-new-cluster restores a backup: --source, --member, --work-dir and "
+                       "--keep-previous-data do not apply", err=True)
+            raise typer.Exit(2)
+        new_params = _params(EtcdRestoreNewClusterParams, management=access, management_cluster=management_cluster,
+                             backup=backup, source_cluster=cluster, bucket=bucket, prefix=prefix, namespace=namespace,
+                             name=name, hosted_cluster_manifest=manifest, presign_expiry_seconds=presign_expiry,
+                             dry_run=dry_run, operation_id=operation_id, approval=approval,
+                             break_lock_held_by=break_lock_held_by, keep_on_failure=keep_on_failure, remove=remove,
+                             timeout_seconds=timeout)
+        _finish(etcd_restore_new_cluster(new_params, return_state=True), lambda report: report.to_markdown())
+        return
+    from flows.etcd_restore import EtcdRestoreParams, etcd_restore
+
+    if namespace or name or manifest or presign_expiry or keep_on_failure or remove:
+        typer.echo("error: --namespace, --name, --manifest, --presign-expiry, --keep-on-failure and --remove are for "
+                   "--into-new-cluster", err=True)
+        raise typer.Exit(2)
+    params = _params(EtcdRestoreParams, hosted_cluster=cluster, management=access,
+                     management_cluster=management_cluster, source=source, bucket=bucket, prefix=prefix, backup=backup,
+                     member=member, work_dir=work_dir, keep_previous_data=keep_previous_data, dry_run=dry_run,
+                     operation_id=operation_id, approval=approval, break_lock_held_by=break_lock_held_by,
+                     timeout_seconds=timeout)
+    _finish(etcd_restore(params, return_state=True), lambda report: report.to_markdown())
+
+
 def recover_command(
     operation_id: str = typer.Argument(..., help="the operation whose run died (op-<UTC time>-<hex>)"),
     kubeconfig: Path = typer.Option(None, "--kubeconfig"),

@@ -40,6 +40,12 @@ RUNBOOKS = (
                       ("backup",)),
     RunbookDeployment("fleet-backup", "flows/fleet_backup.py:fleet_backup",
                       "Back up every hosted cluster of a management cluster, then apply retention.", ("backup",)),
+    RunbookDeployment("etcd-restore", "flows/etcd_restore.py:etcd_restore",
+                      "Restore a hosted cluster's etcd in place from a backup or a snapshot (approval, API downtime; "
+                      "verified member by member).", ("restore",)),
+    RunbookDeployment("etcd-restore-new-cluster", "flows/etcd_restore_new_cluster.py:etcd_restore_new_cluster",
+                      "Create a new HostedCluster from a backup (restoreSnapshotURL), with its encryption key and "
+                      "NodePools; verified key by key.", ("restore",)),
     RunbookDeployment("recover", "flows/recover.py:recover",
                       "Put back what a dead run lowered (replicas, pausedUntil) and release its lock.", ("recovery",)),
 )

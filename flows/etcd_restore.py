@@ -229,6 +229,11 @@ def etcd_restore(params: EtcdRestoreParams) -> RunReport:
                                  cluster.uid)
         member = _source_member(params, members)
         source = backup_url or f"{params.source} of {member}"
+        if params.dry_run and params.source in ("snapshot", "member-db"):
+            # taking a snapshot writes a file in the member's pod: a dry run only says what it would read
+            rb.report.plan = restore_plan(params, target, layout, None, source)
+            rb.report.verification.append(f"a real run reads the snapshot from {source} first and checks it")
+            return rb.report
         snapshot = rb.step(fetch_snapshot.with_options(refresh_cache=snapshot is None and restored is None), target,
                            params.source, params.aws, backup_url, member, params.work_dir)
         rb.report.verification.append(f"snapshot checked before any change: {snapshot.source}, SHA-256 "

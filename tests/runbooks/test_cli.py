@@ -48,3 +48,16 @@ def test_failures_exit_non_zero_with_the_reason(prefect_server: Path, access: Cl
     assert nothing.exit_code == 0 and "nothing to recover" in nothing.output
     unknown = CliRunner().invoke(app, ["backups", "list", "--bucket", "no-such-bucket-hcp"])
     assert unknown.exit_code == 1 and "no-such-bucket-hcp" in unknown.output
+
+
+def test_run_etcd_restore_dry_run_and_bad_combinations(prefect_server: Path, access: ClusterAccess) -> None:
+    plan = CliRunner().invoke(app, ["run", "etcd-restore", "--cluster", "clusters/demo", "--source", "snapshot",
+                                    "--dry-run", *_base(access)])
+    assert plan.exit_code == 0, plan.output
+    assert "etcd-restore of clusters/demo on mgmt1: planned" in plan.output
+    assert "restore into every member" in plan.output and "scale statefulset/etcd --replicas=0" in plan.output
+    no_url = CliRunner().invoke(app, ["run", "etcd-restore", "--cluster", "clusters/demo", "--source", "backup",
+                                      *_base(access)])
+    assert no_url.exit_code == 2 and "needs `backup`" in no_url.output
+    mixed = CliRunner().invoke(app, ["run", "etcd-restore", "--cluster", "clusters/demo", "--name", "x", *_base(access)])
+    assert mixed.exit_code == 2 and "--into-new-cluster" in mixed.output

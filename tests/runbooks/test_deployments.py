@@ -16,7 +16,7 @@ from prefect.settings import PREFECT_API_URL
 from typer.testing import CliRunner
 
 from cli.main import app
-from deployments import register
+from deployments import RUNBOOKS, register
 from flows.etcd_backup import etcd_backup
 from hcp.cluster_access import ClusterAccess
 from hcp.lease_lock import LeaseLock
@@ -31,7 +31,8 @@ def _fleet(access: ClusterAccess, bucket: str) -> dict[str, Any]:
 def test_register_declares_every_runbook_with_forms_and_the_nightly_fleet_schedule(
         prefect_server: Path, access: ClusterAccess, bucket: str) -> None:
     ids = register("hcp-test-pool", fleet_parameters=_fleet(access, bucket))
-    assert set(ids) == {"etcd-backup", "fleet-backup", "recover"}
+    assert set(ids) == {r.name for r in RUNBOOKS}
+    assert {"etcd-backup", "fleet-backup", "recover", "etcd-restore", "etcd-restore-new-cluster"} <= set(ids)
     with get_client(sync_client=True) as c:
         backup = c.read_deployment(ids["etcd-backup"])
         fleet = c.read_deployment(ids["fleet-backup"])
