@@ -265,7 +265,9 @@ def restore_script(layout: EtcdLayout, operation_id: str, *, skip_hash_check: bo
              # deprecated `snapshot restore` takes the same flags then.
              'if command -v etcdutl >/dev/null 2>&1; then RESTORE="etcdutl"; else RESTORE="env ETCDCTL_API=3 etcdctl"; fi']
     previous = previous_data_dir(operation_id).rsplit("/", 1)[1]
-    for member in layout.members:
+    # The members' restores run side by side (each writes its own volume); each one's log and exit
+    # status are kept and every failure is reported.
+    for i, member in enumerate(layout.members):
         root = layout.member_dir(member)
         args = ["snapshot", "restore", layout.snapshot_in_pod, "--data-dir", f"{root}/data.restoring",
                 "--name", member, "--initial-cluster", layout.initial_cluster,
@@ -275,15 +277,25 @@ def restore_script(layout: EtcdLayout, operation_id: str, *, skip_hash_check: bo
         restore = " ".join(shlex.quote(a) for a in args)
         marker, data = f"{root}/{_marker_name(operation_id)}", f"{root}/data"
         lines += [
-            f"if [ -f {marker} ]; then echo '{member}: already restored by this operation'; else",
+            f"restore_{i}() {{",
+            f"  if [ -f {marker} ]; then echo '{member}: already restored by this operation'; return 0; fi",
             f"  rm -rf {root}/data.restoring",
             f"  $RESTORE {restore}",
             f"  if [ -d {data} ]; then if [ -d {root}/{previous} ]; then rm -rf {data}; else mv {data} {root}/{previous}; fi; fi",
             f"  mv {root}/data.restoring {data}",
             f"  touch {marker}",
             f"  echo '{member}: restored'",
-            "fi",
+            "}",
+            f"( set -e; restore_{i} ) > {root}/hcp-runbooks-restore.log 2>&1 &",
+            f"pid_{i}=$!",
         ]
+    lines.append("failed=0")
+    for i, member in enumerate(layout.members):
+        log = f"{layout.member_dir(member)}/hcp-runbooks-restore.log"  # its own volume: /tmp may be shared
+        lines += [f"if wait $pid_{i}; then cat {log}; else failed=1; echo '{member}: restore failed:' >&2; "
+                  f"cat {log} >&2; fi",
+                  f"rm -f {log}"]
+    lines.append('[ "$failed" = 0 ] || exit 1')
     lines.append(f"rm -f {layout.snapshot_in_pod}")
     return "\n".join(lines)
 
