@@ -1,7 +1,8 @@
 """`python -m bench` (or `./dev bench`): every benchmark of the project, each printing its figures and
 its ratio against a baseline measured in the same run. Not tests: nothing here fails a build.
 
-`python -m bench backup [--quick | --help]`: only the etcd backup bench (bench/backup_bench.py)."""
+`python -m bench backup [--quick | --help]`: only the etcd backup bench (bench/backup_bench.py).
+`python -m bench restore [--quick | --help]`: only the in-place etcd restore bench (bench/restore_bench.py)."""
 
 from __future__ import annotations
 
@@ -9,12 +10,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bench import api_latency, backup_bench, sim_start, world_bench
+from bench import api_latency, backup_bench, restore_bench, sim_start, world_bench
 
 
 def main() -> None:
     if sys.argv[1:2] == ["backup"]:
         backup_bench.main(sys.argv[2:])
+        return
+    if sys.argv[1:2] == ["restore"]:
+        restore_bench.main(sys.argv[2:])
         return
     print("== simulator start (issue 2)")
     sim_start.run()
@@ -30,6 +34,8 @@ def main() -> None:
     print("(1 GiB fill: python -m bench.world_bench --fill-gib)")
     print("\n== etcd backup (issue 4; sizes: python -m bench backup --help)")
     backup_bench.main([])
+    print("\n== in-place etcd restore (issue 5; sizes: python -m bench restore --help)")
+    restore_bench.main([])
 
 
 if __name__ == "__main__":
