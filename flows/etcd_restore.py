@@ -261,8 +261,6 @@ def etcd_restore(params: EtcdRestoreParams) -> RunReport:
             rb.report.cluster_state = ("etcd stopped, its data untouched; a failure before the restore scales etcd "
                                        "and the API servers back on the old data")
             pod = rb.step(start_data_pod, target, layout, params.timeout_seconds)
-            rb.cleanup_on_failure(f"removed the data pod {pod}",
-                                  lambda: remove_data_pod.fn(target, layout, params.timeout_seconds))
             if rb.step(copy_snapshot, target, layout, pod, snapshot, params.timeout_seconds):
                 rb.changed("snapshot-copied", f"copied the snapshot into {pod}:{layout.snapshot_in_pod}")
             restored = rb.step(restore_data, target, layout, pod, snapshot, params.timeout_seconds)

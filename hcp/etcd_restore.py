@@ -51,6 +51,7 @@ DEFAULT_TOKEN = "etcd-cluster"  # etcd's default --initial-cluster-token; HyperS
 DATA_POD_APP = "hcp-runbooks-etcd-data"
 DATA_MOUNT = "/var/lib"  # the etcd container mounts its claim here; data is /var/lib/data
 RESTORE_ROOT = f"{DATA_MOUNT}/etcd-restore"  # in the data pod: each member's claim at RESTORE_ROOT/<member>
+SNAPSHOT_DIR = f"{RESTORE_ROOT}/snapshot"
 SNAPSHOT_NAME = "restored.snap.db"
 _COPY_CHUNK = 4 << 20
 
@@ -87,7 +88,8 @@ class EtcdLayout(BaseModel):
 
     @property
     def snapshot_in_pod(self) -> str:
-        return f"{self.member_dir(self.first_member)}/{SNAPSHOT_NAME}"
+        """In the data pod's own emptyDir: gone with the pod, never left on a member's volume."""
+        return f"{SNAPSHOT_DIR}/{SNAPSHOT_NAME}"
 
 
 def _expand(value: str, variables: dict[str, str]) -> str:
@@ -163,7 +165,7 @@ def stop_statefulset(api: client.ApiClient, layout: EtcdLayout, timeout: float) 
 
 def data_pod_deployment(layout: EtcdLayout, operation_id: str) -> dict[str, Any]:
     """The documented data-access Deployment (the etcd image, a shell that waits), with every
-    member's claim mounted at RESTORE_ROOT/<member>."""
+    member's claim mounted at RESTORE_ROOT/<member> and an emptyDir for the snapshot copy."""
     labels = {"app": DATA_POD_APP, "hcp-runbooks/operation": operation_id.lower()[:63]}
     return {
         "apiVersion": "apps/v1", "kind": "Deployment",
@@ -179,11 +181,12 @@ def data_pod_deployment(layout: EtcdLayout, operation_id: str) -> dict[str, Any]
                         "name": "access", "image": layout.image,
                         "command": ["/usr/bin/bash"], "args": ["-c", "while true; do sleep 1000; done"],
                         "volumeMounts": [{"name": f"data-{i}", "mountPath": layout.member_dir(m)}
-                                         for i, m in enumerate(layout.members)],
+                                         for i, m in enumerate(layout.members)]
+                        + [{"name": "snapshot", "mountPath": SNAPSHOT_DIR}],
                     }],
                     "terminationGracePeriodSeconds": 1,
                     "volumes": [{"name": f"data-{i}", "persistentVolumeClaim": {"claimName": c}}
-                                for i, c in enumerate(layout.claims)],
+                                for i, c in enumerate(layout.claims)] + [{"name": "snapshot", "emptyDir": {}}],
                 },
             },
         },

@@ -39,7 +39,7 @@ class UndoAction(BaseModel):
     """One thing to put back. `id` names what it restores, so recording it again is a no-op."""
 
     id: str
-    kind: Literal["scale-deployment", "scale-statefulset", "set-paused-until"]
+    kind: Literal["scale-deployment", "scale-statefulset", "set-paused-until", "delete-deployment"]
     namespace: str
     name: str
     replicas: int | None = None  # scale-*: the original count
@@ -59,6 +59,12 @@ class UndoAction(BaseModel):
                    name=name, replicas=replicas)
 
     @classmethod
+    def delete_deployment(cls, namespace: str, name: str) -> UndoAction:
+        """For a temporary Deployment this operation creates (e.g. a data pod holding volumes)."""
+        return cls(id=f"delete-deployment:{namespace}/{name}", kind="delete-deployment", namespace=namespace,
+                   name=name)
+
+    @classmethod
     def paused_until_of(cls, ref: HostedClusterRef, original: str | None) -> UndoAction:
         return cls(id=f"paused-until:{ref}", kind="set-paused-until", namespace=ref.namespace, name=ref.name,
                    paused_until=original)
@@ -67,6 +73,8 @@ class UndoAction(BaseModel):
     def description(self) -> str:
         if self.kind in ("scale-deployment", "scale-statefulset"):
             return f"scale {self.kind.removeprefix('scale-')} {self.namespace}/{self.name} back to {self.replicas}"
+        if self.kind == "delete-deployment":
+            return f"delete the temporary deployment {self.namespace}/{self.name}"
         value = "unset (reconciliation active)" if self.paused_until is None else repr(self.paused_until)
         return f"set pausedUntil of hostedcluster {self.namespace}/{self.name} back to {value}"
 
@@ -74,6 +82,8 @@ class UndoAction(BaseModel):
     def command(self) -> str:
         if self.kind in ("scale-deployment", "scale-statefulset"):
             return f"oc -n {self.namespace} scale {self.kind.removeprefix('scale-')}/{self.name} --replicas={self.replicas}"
+        if self.kind == "delete-deployment":
+            return f"oc -n {self.namespace} delete deployment/{self.name} --ignore-not-found"
         value = "null" if self.paused_until is None else json.dumps(self.paused_until)
         return (f"oc -n {self.namespace} patch hostedcluster/{self.name} --type=merge "
                 f"-p '{{\"spec\":{{\"pausedUntil\":{value}}}}}'")
@@ -84,6 +94,13 @@ class UndoAction(BaseModel):
             if hc.deployment_replicas(api, self.namespace, self.name) is None:
                 return  # deleted since (e.g. the hosted cluster went away): nothing to put back
             hc.scale_deployment(api, self.namespace, self.name, self.replicas)
+        elif self.kind == "delete-deployment":
+            try:
+                client.AppsV1Api(api).delete_namespaced_deployment(self.name, self.namespace,
+                                                                   propagation_policy="Foreground")
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise
         elif self.kind == "scale-statefulset":
             assert self.replicas is not None
             if hc.statefulset_replicas(api, self.namespace, self.name) is None:

@@ -131,7 +131,12 @@ def stop_etcd(target: RunTarget, layout: EtcdLayout, timeout_seconds: float) -> 
 
 @task(name="start-data-pod")
 def start_data_pod(target: RunTarget, layout: EtcdLayout, timeout_seconds: float) -> str:
-    return etcd_restore.start_data_pod(target.api_client(), layout, target.operation_id, timeout_seconds)
+    """Record its removal first: the undo (also `hcp-runbooks recover` after a kill) removes it before
+    scaling etcd back, so the members get their volumes back."""
+    api = target.api_client()
+    UndoJournal(api, target.ref, target.operation_id).record(
+        UndoAction.delete_deployment(layout.namespace, etcd_restore.DATA_POD_APP))
+    return etcd_restore.start_data_pod(api, layout, target.operation_id, timeout_seconds)
 
 
 @task(name="copy-snapshot-in", retries=1, retry_delay_seconds=2)

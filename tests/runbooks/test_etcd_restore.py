@@ -219,7 +219,7 @@ def test_a_failure_before_the_restore_puts_the_cluster_back_on_its_data_then_the
     assert state.is_failed()
     report = _report(cluster)
     assert "Where the cluster is now" in report and f"--operation-id {p.operation_id}" in report
-    assert "scale statefulset" in report and "removed the data pod" in report
+    assert "scale statefulset" in report and "delete the temporary deployment" in report
     # back where it was, on its own data: the write after the backup is still there
     assert writers(mgmt, cluster) == before_writers
     assert hc(mgmt, cluster)["spec"].get("pausedUntil") == before_paused
@@ -319,4 +319,31 @@ def test_a_run_killed_after_a_step_and_rerun_ends_restored_without_restoring_twi
     restores = [s.outcome for s in report.steps if s.name in ("restore-data", "restore")]
     assert restores == (["skipped"] if restored_already else ["done"]), report.steps
     assert report.approvals == []  # approved in the killed run; the cluster is already down: not asked again
+    no_leftovers(mgmt, cluster)
+
+
+def test_recover_after_a_kill_mid_restore_removes_the_data_pod_and_brings_etcd_back_on_its_data(
+        prefect_server: Path, mgmt: client.ApiClient, access: ClusterAccess, bucket: str,
+        backed_up: tuple[str, str, str], tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from flows.recover import RecoverParams, recover
+    from hcp.naming import new_operation_id
+    from prefect.settings import PREFECT_API_URL
+    cluster, prefix, tag = backed_up
+    before_writers = writers(mgmt, cluster)
+    p = restore_params(access, bucket, prefix, cluster, tmp_path, operation_id=new_operation_id())
+    env = dict(os.environ, PREFECT_API_URL=str(PREFECT_API_URL.value()), PREFECT_LOCAL_STORAGE_PATH=str(prefect_server))
+    child = subprocess.run([sys.executable, "-c", _CHILD, p.model_dump_json(), "copy-snapshot-in"],
+                           cwd=Path(__file__).parents[2], env=env, capture_output=True, timeout=300)
+    assert child.returncode == -9, child.stderr.decode()[-2000:]
+    reports = recover(RecoverParams(operation_id=p.operation_id, management=access))
+    assert any("delete the temporary deployment" in line for r in reports for line in r.changes + r.undone), \
+        [r.to_markdown() for r in reports]
+    assert writers(mgmt, cluster) == before_writers
+    assert hc(mgmt, cluster)["spec"].get("pausedUntil") is None
+    wait_for(lambda: f"/t/{tag}/lost" in read_prefix(mgmt, cluster, f"/t/{tag}/", "etcd-0"), "etcd back on its data",
+             timeout=120)
     no_leftovers(mgmt, cluster)
