@@ -32,38 +32,13 @@ def wait_for_object(list_fn: Callable[..., Any], name: str, condition: Callable[
     `condition` gets None while the object does not exist. `what` names the wait in the timeout
     error (e.g. "kube-apiserver in clusters-demo scaled to 0").
     """
-    deadline = time.monotonic() + timeout
-    selector = f"metadata.name={name}"
-    last: Any = None
-    while True:
-        listing = list_fn(field_selector=selector, **list_kwargs)
-        items, version = _items_and_version(listing)
-        last = items[0] if items else None
-        if condition(last):
-            return last
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise WaitTimeout(f"timed out after {timeout:.0f}s waiting for {what}", last)
-        w = watch.Watch()
-        try:
-            for event in w.stream(list_fn, field_selector=selector, resource_version=version,
-                                  timeout_seconds=max(1, int(remaining) + 1), _request_timeout=remaining + 5,
-                                  **list_kwargs):
-                obj = None if event["type"] == "DELETED" else event["object"]
-                if event["type"] == "ERROR":
-                    break  # e.g. 410 Gone: list again
-                last = obj
-                if condition(obj):
-                    return obj
-                if time.monotonic() >= deadline:
-                    break
-        except ApiException as exc:
-            if exc.status != 410:
-                raise
-        finally:
-            w.stop()
-        if time.monotonic() >= deadline:
-            raise WaitTimeout(f"timed out after {timeout:.0f}s waiting for {what}", last)
+    def first(items: list[Any]) -> Any:
+        return items[0] if items else None
+    try:
+        return first(wait_for_set(list_fn, lambda items: condition(first(items)), timeout=timeout, what=what,
+                                  field_selector=f"metadata.name={name}", **list_kwargs))
+    except WaitTimeout as exc:
+        raise WaitTimeout(str(exc), first(exc.last or [])) from None
 
 
 def wait_for_set(list_fn: Callable[..., Any], condition: Callable[[list[Any]], bool], *, timeout: float, what: str,
