@@ -41,8 +41,8 @@ MEMBER_LABEL = "app=etcd"
 
 _STATUS_TIMEOUT = 30.0
 _HEALTH_MARK = "--- hcp-runbooks: endpoint health ---"
-# Files next to a snapshot that a save, its facts or its stream create (and remove when they finish).
-_LEFTOVERS = (".part", ".out.fifo", ".sha256.fifo", ".sha256", ".version")
+# Files next to a snapshot that a save or its facts create (and remove when they finish).
+_LEFTOVERS = (".part", ".sha256", ".version")
 
 
 @dataclass(frozen=True)
@@ -217,7 +217,7 @@ def save_snapshot(api: client.ApiClient | client.CoreV1Api, member: EtcdMember, 
                   timeout: float = 600.0, hash_file: bool = True) -> SnapshotInfo:
     """`etcdctl snapshot save <path>` in the member's pod, then its `snapshot status`, size and (with
     `hash_file`) SHA-256. Without `hash_file`, `sha256` is None: the file is hashed in the pod while
-    it streams out (`stream_hashed_snapshot`), which saves reading it twice. `path` must be on a
+    it streams out (`stream_hashed_snapshot`), off the snapshot step's clock. `path` must be on a
     volume of the pod (e.g. /var/lib/data/hcp-runbooks-<operation>.db) so it survives until it is
     streamed out and removed."""
     if not path.startswith("/") or path.endswith("/"):
@@ -286,13 +286,12 @@ def stream_snapshot(api: client.ApiClient | client.CoreV1Api, member: EtcdMember
 
 
 class HashedSnapshotStream(Iterator[bytes]):
-    """The snapshot file's bytes as they come out of the pod, hashed in the pod on their way out:
-    `cat` feeds `tee`, which writes them to the exec's stdout and to a FIFO that the hasher reads
-    (openssl when it works in the image, it uses the CPU's SHA instructions; else sha256sum). The
-    hasher prints on stderr, the exec's side channel, so hash and bytes come in one exec and the
-    file is read once. `sha256` is the pod's SHA-256 once the stream is exhausted. Raises like
-    `stream_snapshot` (ExecStreamError after the last chunk when the stream was cut or a command of
-    the pipeline failed); closing it closes the exec's connection (the pipeline then gets SIGPIPE)."""
+    """The snapshot file's bytes as they come out of the pod (`cat`), and the file's SHA-256 computed
+    in the pod meanwhile (openssl when it works in the image: it uses the CPU's SHA instructions;
+    else sha256sum). The hasher prints on stderr, the exec's side channel, so bytes and hash come in
+    one exec, and the hash costs no step of its own. `sha256` is the pod's once the stream is
+    exhausted. Raises like `stream_snapshot` (ExecStreamError after the last chunk when the stream
+    was cut, cat or the hasher failed); closing it closes the exec's connection."""
 
     def __init__(self, api: client.ApiClient | client.CoreV1Api, member: EtcdMember, path: str,
                  chunk_bytes: int = 1 << 20, *, idle_timeout: float = 60.0) -> None:
@@ -336,21 +335,18 @@ def stream_hashed_snapshot(api: client.ApiClient | client.CoreV1Api, member: Etc
 
 
 def _hashed_stream_script(path: str) -> str:
-    """POSIX sh (the image's sh may be dash or bash): no pipefail, so no pipeline: cat writes into a
-    FIFO that tee reads, and every command's exit status is its own. A failing `cat` (a missing file)
-    still opens and closes its FIFO, so tee and the hasher reach EOF and nothing waits forever."""
+    """cat streams the file while the hasher reads it too (from the page cache: the file was just
+    written), rather than a tee into a FIFO, which costs the pod more CPU than the hash itself."""
     q = shlex.quote(path)
-    return (f"f={q}; o=\"$f.out.fifo\"; t=\"$f.sha256.fifo\"; rm -f \"$o\" \"$t\" && mkfifo -m 600 \"$o\" \"$t\" || exit 1; "
-            "if openssl dgst -sha256 -r </dev/null >/dev/null 2>&1; then hasher='openssl dgst -sha256 -r'; "
-            "else hasher=sha256sum; fi; $hasher < \"$t\" >&2 & hashing=$!; tee \"$t\" < \"$o\" & teeing=$!; "
-            f"cat {q} > \"$o\"; rc=$?; wait $teeing; tc=$?; wait $hashing; hc=$?; rm -f \"$o\" \"$t\"; "
-            "[ $rc -ne 0 ] && exit $rc; [ $tc -ne 0 ] && exit $tc; exit $hc")
+    return ("if openssl dgst -sha256 -r </dev/null >/dev/null 2>&1; then hasher='openssl dgst -sha256 -r'; "
+            f"else hasher=sha256sum; fi; $hasher {q} >&2 & hashing=$!; cat {q}; rc=$?; wait $hashing; hc=$?; "
+            "[ $rc -ne 0 ] && exit $rc; exit $hc")
 
 
 def remove_snapshot(api: client.ApiClient | client.CoreV1Api, member: EtcdMember, path: str, *,
                     timeout: float = 60.0) -> None:
-    """Remove the snapshot and what a failed save or stream may leave (a partial `.part`, the
-    stream's FIFOs, the hash and version files); nothing there is fine."""
+    """Remove the snapshot and what a failed save may leave (a partial `.part`, the hash and
+    version files of its facts); nothing there is fine."""
     argv = ["rm", "-f", path, *(f"{path}{suffix}" for suffix in _LEFTOVERS)]
     try:
         _run(api, member, argv, timeout=timeout)

@@ -4,6 +4,7 @@ verify, and write the manifest last."""
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any, Iterator
@@ -82,18 +83,25 @@ def check_bucket(aws: AwsAccess, bucket: str, prefix: str, operation_id: str, en
     return f"s3://{bucket} writable"
 
 
+_PROGRESS_EVERY_S = 1.0
+
+
 def _with_progress(chunks: Iterator[bytes], total: int) -> Iterator[bytes]:
-    """Update a progress artifact every 5% of the snapshot; close the exec stream on the way out."""
+    """Update a progress artifact at most once a second (each update is a round trip to the Prefect
+    API, made while the stream waits) and at the end; close the exec stream on the way out."""
     artifact = create_progress_artifact(0.0, description=f"upload of a {total / s3_transfer.MiB:.1f} MiB etcd snapshot")
-    sent, next_mark = 0, 5.0
+    sent, shown = 0, 0.0
+    next_update = time.monotonic() + _PROGRESS_EVERY_S
     try:
         for chunk in chunks:
             sent += len(chunk)
-            done = 100.0 * sent / total if total else 100.0
-            if done >= next_mark:
-                update_progress_artifact(artifact, min(done, 100.0))
-                next_mark = done + 5.0
+            if time.monotonic() >= next_update:
+                shown = min(100.0 * sent / total, 100.0) if total else 100.0
+                update_progress_artifact(artifact, shown)
+                next_update = time.monotonic() + _PROGRESS_EVERY_S
             yield chunk
+        if shown < 100.0:
+            update_progress_artifact(artifact, 100.0)
     finally:
         close = getattr(chunks, "close", None)
         if close is not None:

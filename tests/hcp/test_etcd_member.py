@@ -184,7 +184,7 @@ def test_snapshot_hashed_in_the_pod_while_it_streams(mgmt1_api: client.ApiClient
         in_pod = pod_exec.run(mgmt1_api, NAMESPACE, POD, CONTAINER, ["sha256sum", path]).text.split()[0]
         assert stream.sha256 == digest.hexdigest() == in_pod
         assert size == info.size_bytes
-        # the FIFOs are gone with the stream: only the snapshot is new
+        # nothing left beside the snapshot
         assert sorted(set(_listing(mgmt1_api)) - set(before)) == [path.rsplit("/", 1)[1]]
     finally:
         remove_snapshot(mgmt1_api, MEMBER, path)
