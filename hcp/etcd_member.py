@@ -11,7 +11,7 @@ import logging
 import re
 import shlex
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from kubernetes import client
@@ -215,66 +215,70 @@ def choose_member(statuses: Sequence[MemberStatus]) -> MemberStatus:
 
 def save_snapshot(api: client.ApiClient | client.CoreV1Api, member: EtcdMember, path: str, *,
                   timeout: float = 600.0, hash_file: bool = True) -> SnapshotInfo:
-    """`etcdctl snapshot save <path>` in the member's pod, then its `snapshot status`, size and (with
-    `hash_file`) SHA-256. Without `hash_file`, `sha256` is None: the file is hashed in the pod while
-    it streams out (`stream_hashed_snapshot`), off the snapshot step's clock. `path` must be on a
-    volume of the pod (e.g. /var/lib/data/hcp-runbooks-<operation>.db) so it survives until it is
+    """`etcdctl snapshot save <path>` in the member's pod, then its `snapshot status`, size, the
+    server's version and (with `hash_file`) SHA-256, all in one exec (each exec is a round trip
+    through the API server). Without `hash_file`, `sha256` is None: the file is hashed in the pod
+    while it streams out (`stream_hashed_snapshot`), off the snapshot step's clock. `path` must be on
+    a volume of the pod (e.g. /var/lib/data/hcp-runbooks-<operation>.db) so it survives until it is
     streamed out and removed."""
     if not path.startswith("/") or path.endswith("/"):
         raise ValueError(f"snapshot path must be an absolute file path, not {path!r}")
-    argv = etcdctl_argv("snapshot", "save", path)
+    save_argv = etcdctl_argv("snapshot", "save", path)  # what errors name: the command an operator knows
+    argv = ["sh", "-c", f"{_sh(save_argv)} >/dev/null || exit $?; echo {_SAVED_MARK}; {_facts_script(path, hash_file)}"]
     try:
-        _run(api, member, argv, timeout=timeout)
+        result = _run(api, member, argv, timeout=timeout, check=False)
     except ExecError as e:
-        raise _error(api, member, "snapshot save", e, argv,
-                     "check the member's health and free space on its data volume, then retry; "
-                     f"a partial file may remain at {path}.part (remove_snapshot removes it)") from e
-
-    status, size, sha256, version = _snapshot_facts(api, member, path, timeout, hash_file)
-    return SnapshotInfo(path=path, member=member.pod, revision=status["revision"], hash=status["hash"],
-                        total_keys=status["totalKey"], size_bytes=size, sha256=sha256,
-                        db_size_bytes=status["totalSize"], etcd_version=version)
-
-
-def _snapshot_facts(api: client.ApiClient | client.CoreV1Api, member: EtcdMember, path: str,
-                    timeout: float, hash_file: bool) -> tuple[dict[str, int], int, str | None, str | None]:
-    """`snapshot status`, the size, the server's version and (with `hash_file`) the SHA-256 of the
-    file, in one exec: every exec is a round trip; the SHA-256 (a full read of the file) and the
-    version run while the status is computed. etcdctl 3.5 still has `snapshot status` (deprecated for
-    etcdutl); an image without it falls back to etcdutl."""
-    q = shlex.quote(path)
-    status = _sh(etcdctl_argv("snapshot", "status", path, "-w", "json"))
-    endpoint = _sh(etcdctl_argv("endpoint", "status", "-w", "json"))
-    hashing = f"sha256sum {q} > {q}.sha256 & hashing=$!; " if hash_file else ""
-    hashed = f"wait $hashing; h=$?; [ $rc -eq 0 ] && rc=$h; [ $rc -eq 0 ] && cat {q}.sha256; " if hash_file else ""
-    script = (f"{hashing}{{ {endpoint} 2>/dev/null || echo '[]'; }} > {q}.version & versioning=$!; "
-              f"{{ {status} || {ETCDUTL} snapshot status {q} -w json; }} && stat -c %s {q}; rc=$?; {hashed}"
-              f"wait $versioning; cat {q}.version; rm -f {q}.sha256 {q}.version; exit $rc")
-    argv = ["sh", "-c", script]
+        raise _error(api, member, "snapshot save", e, save_argv, _SAVE_NEXT.format(path=path)) from e
+    saved, mark, facts_text = result.text.partition(f"{_SAVED_MARK}\n")
+    if not mark:
+        raise EtcdMemberError(_exit_text(result.exit_code, result.stderr), namespace=member.namespace, pod=member.pod,
+                              step="snapshot save", cluster=_cluster_name(api), command=save_argv,
+                              next_step=_SAVE_NEXT.format(path=path))
+    corrupt = f"the file {path} may be corrupt: remove it and take the snapshot again"
+    if result.exit_code != 0:
+        raise EtcdMemberError(_exit_text(result.exit_code, result.stderr), namespace=member.namespace, pod=member.pod,
+                              step="snapshot status", cluster=_cluster_name(api), command=argv, next_step=corrupt)
     try:
-        lines = _run(api, member, argv, timeout=timeout).text.strip().splitlines()
+        lines = facts_text.strip().splitlines()
         data = json.loads(lines[0])
-        facts = {k: int(data[k]) for k in ("hash", "revision", "totalKey", "totalSize")}
         size, rest = int(lines[1]), lines[2:]
         sha256 = None
         if hash_file:
             sha256, rest = rest[0].split()[0], rest[1:]
             if not re.fullmatch(r"[0-9a-f]{64}", sha256):
                 raise ValueError(f"not a SHA-256: {sha256!r}")
-        version = None
-        try:  # the server's version is informational: the snapshot is good without it
-            version = _parse_endpoint_status(rest[0])["version"]
-        except (IndexError, ValueError, KeyError, TypeError):
-            log.warning("%s: could not read the etcd server version", member)
-    except ExecError as e:
-        raise _error(api, member, "snapshot status", e, argv,
-                     f"the file {path} may be corrupt: remove it and take the snapshot again") from e
+        info = SnapshotInfo(path=path, member=member.pod, revision=int(data["revision"]), hash=int(data["hash"]),
+                            total_keys=int(data["totalKey"]), size_bytes=size, sha256=sha256,
+                            db_size_bytes=int(data["totalSize"]))
     except (ValueError, KeyError, TypeError, IndexError) as e:
         raise EtcdMemberError(f"snapshot status and size of {path} could not be read ({e})",
                               namespace=member.namespace, pod=member.pod, step="snapshot status",
-                              cluster=_cluster_name(api), command=argv,
-                              next_step=f"the file {path} may be corrupt: remove it and take the snapshot again") from e
-    return facts, size, sha256, version
+                              cluster=_cluster_name(api), command=argv, next_step=corrupt) from e
+    try:  # the server's version is informational: the snapshot is good without it
+        return replace(info, etcd_version=_parse_endpoint_status(rest[0])["version"])
+    except (IndexError, ValueError, KeyError, TypeError):
+        log.warning("%s: could not read the etcd server version", member)
+        return info
+
+
+_SAVED_MARK = "--- hcp-runbooks: snapshot saved ---"
+_SAVE_NEXT = ("check the member's health and free space on its data volume, then retry; a partial file may remain "
+              "at {path}.part (remove_snapshot removes it)")
+
+
+def _facts_script(path: str, hash_file: bool) -> str:
+    """`snapshot status`, the size, (with `hash_file`) the SHA-256 and the server's version, one a
+    line; the SHA-256 (a full read of the file) and the version run while the status is computed.
+    etcdctl 3.5 still has `snapshot status` (deprecated for etcdutl); an image without it falls back
+    to etcdutl."""
+    q = shlex.quote(path)
+    status = _sh(etcdctl_argv("snapshot", "status", path, "-w", "json"))
+    endpoint = _sh(etcdctl_argv("endpoint", "status", "-w", "json"))
+    hashing = f"sha256sum {q} > {q}.sha256 & hashing=$!; " if hash_file else ""
+    hashed = f"wait $hashing; h=$?; [ $rc -eq 0 ] && rc=$h; [ $rc -eq 0 ] && cat {q}.sha256; " if hash_file else ""
+    return (f"{hashing}{{ {endpoint} 2>/dev/null || echo '[]'; }} > {q}.version & versioning=$!; "
+            f"{{ {status} || {ETCDUTL} snapshot status {q} -w json; }} && stat -c %s {q}; rc=$?; {hashed}"
+            f"wait $versioning; cat {q}.version; rm -f {q}.sha256 {q}.version; exit $rc")
 
 
 def stream_snapshot(api: client.ApiClient | client.CoreV1Api, member: EtcdMember, path: str,
