@@ -1,6 +1,8 @@
 """The simulated HyperShift world: two management clusters (mgmt1, mgmt2) each running the
 simulated HyperShift operator, control-plane operator, NodePool controller and external-dns; S3 and
-Route53 on loopback over HTTPS; hosted clusters on mgmt1 with their own APIs. What the README's main
+Route53 on loopback over HTTPS; hosted clusters on mgmt1 with their own APIs, reached through the
+management cluster their external-DNS record points at; the EC2 instances of their nodes, which
+belong to the account (a control plane restored on mgmt2 adopts them). What the README's main
 job, every runbook rehearsal, the tests and the benches run against.
 """
 
@@ -17,11 +19,12 @@ from hcpsim.apiserver import crds
 from hcpsim.apiserver.errors import ApiError
 from hcpsim.aws import AwsSim
 from hcpsim.cluster import SimCluster, Simulator
-from hcpsim.controllers.externaldns import ExternalDNS, register_route_type
+from hcpsim.controllers.externaldns import ExternalDNS, ZoneView, register_route_type
+from hcpsim.ec2 import Ec2Instances
 from hcpsim.etcd import etcd_objects
-from hcpsim.hypershift.control_plane import ControlPlaneOperator
+from hcpsim.hypershift.control_plane import ControlPlaneOperator, router_hostname
 from hcpsim.hypershift.etcd_writer import WriterSettings
-from hcpsim.hypershift.hosted_api import HostedApis
+from hcpsim.hypershift.hosted_api import DnsRouting, HostedApis
 from hcpsim.hypershift.nodepool import NodePoolController, NodePoolSettings
 from hcpsim.hypershift.kinds import builtin_definitions
 from hcpsim.hypershift.operator import HostedClusterController, OperatorSettings, encryption_key_secret, install_operator
@@ -66,6 +69,10 @@ class World:
         self.sim: Simulator | None = None
         self.aws: AwsSim | None = None
         self.hosted: HostedApis | None = None
+        # The account's EC2 instances (worker machines survive a control plane's move) and what the
+        # external DNS zone answers (the hosted APIs are reached through it).
+        self.instances = Ec2Instances()
+        self.zone = ZoneView(self.settings.external_dns_domain)
         self._closers: list[Any] = []
         self._etcd_rendered: dict[tuple, list[tuple[str, str, dict]]] = {}
 
@@ -76,6 +83,7 @@ class World:
         self.sim = Simulator(self.directory, crd_dir="default")
         self.aws = AwsSim(self.directory, self.sim.ca, bucket=s.bucket, external_dns_domain=s.external_dns_domain).start()
         self.hosted = HostedApis(self.sim)
+        self.hosted.set_routing(DnsRouting(self.zone, {router_hostname(m): m for m in MANAGEMENT_CLUSTERS}))
         upstream = crds.load_crd_dir(self.sim.crd_dir) if self.sim.crd_dir else []
         for name in MANAGEMENT_CLUSTERS:
             cluster = self.sim.add_cluster(name, load_crds=False)
@@ -103,12 +111,13 @@ class World:
                 hosted.set_serving(cluster_id, management, ready)
 
         cpo = ControlPlaneOperator(backend, etcd_objects=self._etcd_objects, hosted_apis=hosted, on_serving=serving,
-                                   writer_settings=self.settings.writer)
+                                   writer_settings=self.settings.writer, router=router_hostname(cluster.name))
         cpo.start()
-        nodepools = NodePoolController(cluster, hosted, self.settings.nodepools)
+        nodepools = NodePoolController(cluster, hosted, self.settings.nodepools, instances=self.instances)
         aws = self.aws
         dns = ExternalDNS(backend, lambda: aws.client("route53"), aws.zone_id, aws.domain, owner_id=cluster.name,
-                          removal_delay=self.settings.dns_removal_delay, interval=self.settings.dns_interval)
+                          removal_delay=self.settings.dns_removal_delay, interval=self.settings.dns_interval,
+                          view=self.zone)
         self._closers += [operator, cpo, dns, nodepools]
 
     def _etcd_objects(self, hcp: dict, namespace: str) -> list[tuple[str, str, dict]]:
@@ -190,17 +199,24 @@ class World:
                        node_pool(name, namespace, replicas=s.node_pool_replicas))
 
     def wait_available(self, timeout: float = 60.0, management: str = "mgmt1") -> None:
-        """Until every HostedCluster on `management` reports Available=True."""
+        """Until every HostedCluster on `management` reports Available=True and its hosted API
+        answers (through external DNS: the record follows the Routes a moment later)."""
         backend = self.cluster(management).backend
         deadline = time.monotonic() + timeout
         while True:
             pending = [hc["metadata"]["name"] for hc in backend.store.items(("hypershift.openshift.io", "hostedclusters"))
-                       if not _condition_true(hc, "Available")]
+                       if not _condition_true(hc, "Available") or not self._answers(hc)]
             if not pending:
                 return
             if time.monotonic() > deadline:
                 raise TimeoutError(f"hosted clusters not Available after {timeout:.0f}s on {management}: {', '.join(pending)}")
             time.sleep(0.05)
+
+
+    def _answers(self, hc: dict) -> bool:
+        cluster_id = (hc.get("spec") or {}).get("clusterID")
+        api = self.hosted.get(cluster_id) if self.hosted is not None and cluster_id else None
+        return api is not None and api.serving
 
 
 def _condition_true(obj: dict, ctype: str) -> bool:

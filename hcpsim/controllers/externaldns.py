@@ -146,6 +146,80 @@ def _is_ip(value: str) -> bool:
         return False
 
 
+class ZoneView:
+    """What the public zone answers (A/CNAME name -> targets), as the world's external-dns
+    instances last listed and changed it: clients and nodes resolving the hosted clusters' API
+    names follow it (hosted_api.DnsRouting). A listing replaces the view unless a change was made
+    since the listing started (an older listing must not bring back a record just deleted);
+    changes made to Route53 by hand show at the next listing of any instance.
+    `add_listener(fn)`: fn() is called (outside the lock) after the view changed."""
+
+    def __init__(self, domain: str) -> None:
+        self.domain = _norm(domain)
+        self._lock = threading.Lock()
+        self._records: dict[str, list[str]] = {}
+        self._generation = 0
+        self._listeners: list[Callable[[], None]] = []
+
+    def managed(self, name: str) -> bool:
+        name = _norm(name)
+        return name == self.domain or name.endswith("." + self.domain)
+
+    def resolve(self, name: str) -> list[str] | None:
+        """The targets the zone gives for `name` (None: no such record)."""
+        with self._lock:
+            targets = self._records.get(_norm(name))
+            return list(targets) if targets is not None else None
+
+    @property
+    def generation(self) -> int:
+        return self._generation
+
+    def replace(self, records: dict[str, list[str]], listed_at: int) -> None:
+        with self._lock:
+            if listed_at != self._generation or records == self._records:
+                return
+            self._records = records
+            self._generation += 1
+        self._notify()
+
+    def apply(self, changes: list[tuple[str, dict]]) -> None:
+        with self._lock:
+            before = dict(self._records)
+            for action, rrset in changes:
+                if rrset.get("Type") not in ("A", "CNAME"):
+                    continue
+                name = _norm(rrset["Name"])
+                if action == "DELETE":
+                    self._records.pop(name, None)
+                else:
+                    self._records[name] = sorted(_norm(r["Value"]) for r in rrset.get("ResourceRecords") or [])
+            self._generation += 1
+            changed = before != self._records
+        if changed:
+            self._notify()
+
+    def add_listener(self, listener: Callable[[], None]) -> Callable[[], None]:
+        with self._lock:
+            self._listeners.append(listener)
+
+        def remove() -> None:
+            with self._lock:
+                if listener in self._listeners:
+                    self._listeners.remove(listener)
+
+        return remove
+
+    def _notify(self) -> None:
+        with self._lock:
+            listeners = list(self._listeners)
+        for listener in listeners:
+            try:
+                listener()
+            except Exception:
+                log.exception("zone view listener failed")
+
+
 class ExternalDNS:
     """external-dns for one management cluster's Backend, writing to one Route53 hosted zone.
 
@@ -156,7 +230,7 @@ class ExternalDNS:
 
     def __init__(self, backend: Backend, route53_client_factory: Callable[[], Any], zone_id: str, domain: str,
                  owner_id: str, removal_delay: float = 0.2, *, interval: float = 0.5, default_target: str | None = None,
-                 txt_suffix: str = TXT_SUFFIX, include_services: bool = True) -> None:
+                 txt_suffix: str = TXT_SUFFIX, include_services: bool = True, view: ZoneView | None = None) -> None:
         self.backend = backend
         self.zone_id = zone_id.rsplit("/", 1)[-1]
         self.domain = _norm(domain)
@@ -166,6 +240,7 @@ class ExternalDNS:
         self.default_target = default_target or f"router-{owner_id}.elb.us-east-1.amazonaws.com"
         self.txt_suffix = txt_suffix
         self.include_services = include_services
+        self.view = view
         self._factory = route53_client_factory
         self._client: Any = None
         self._wake = threading.Event()
@@ -278,6 +353,7 @@ class ExternalDNS:
 
     def current(self) -> _Current:
         current = _Current()
+        listed_at = self.view.generation if self.view is not None else 0
         paginator = self._client.get_paginator("list_resource_record_sets")
         txts: list[dict] = []
         # Pages of 300, Route53's maximum: moto's paginator repeats one record and drops another at
@@ -289,6 +365,9 @@ class ExternalDNS:
                     current.records[name] = rrset
                 elif rrset["Type"] == "TXT":
                     txts.append(rrset)
+        if self.view is not None:
+            self.view.replace({name: sorted(_norm(r["Value"]) for r in rrset.get("ResourceRecords") or [])
+                               for name, rrset in current.records.items()}, listed_at)
         for rrset in txts:
             record = record_name_of_txt(_norm(rrset["Name"]), self.txt_suffix)
             if record is None:
@@ -351,5 +430,7 @@ class ExternalDNS:
         batch = {"Comment": f"external-dns {self.owner_id}",
                  "Changes": [{"Action": action, "ResourceRecordSet": rrset} for action, rrset in changes]}
         self._client.change_resource_record_sets(HostedZoneId=self.zone_id, ChangeBatch=batch)
+        if self.view is not None:
+            self.view.apply(changes)
         log.info("external-dns %s: %s", self.owner_id,
                  ", ".join(f"{a} {r['Type']} {r['Name']}" for a, r in changes))

@@ -14,7 +14,7 @@ import queue
 import shutil
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from hcpsim.apiserver.backend import Backend, DeleteOptions
 from hcpsim.apiserver.clock import now_rfc3339
@@ -49,6 +49,9 @@ class Kubelet:
         self._started: dict[str, tuple[str, str]] = {}  # pod uid -> (namespace, name)
         self._stopping = threading.Event()
         self.own_node = own_node
+        # What may keep a scheduled pod from getting its sandbox (its network): pod -> reason or
+        # None. The pod waits in ContainerCreating; `resync()` tries again.
+        self.sandbox_gate: Callable[[dict], str | None] | None = None
         self._next_node = 0
         self._thread = threading.Thread(target=self._loop, name=f"kubelet-{node_name}", daemon=True)
         if own_node:
@@ -79,6 +82,13 @@ class Kubelet:
 
     def pvc_dir(self, namespace: str, claim: str) -> Path:
         return self.data_dir / "pvcs" / namespace / claim
+
+    def resync(self, node: str | None = None) -> None:
+        """Look again at the pods (bound to `node`) that have not started."""
+        for pod in self.backend.store.items(PODS):
+            if node is None or (pod.get("spec") or {}).get("nodeName") == node:
+                if pod["metadata"]["uid"] not in self._started:
+                    self._queue.put(("pod", (pod["metadata"]["namespace"], pod["metadata"]["name"])))
 
     def close(self) -> None:
         self._stopping.set()
@@ -150,6 +160,11 @@ class Kubelet:
         if spec["nodeName"] != self.node_name and (self.own_node or self.backend.store.get(NODES, "", spec["nodeName"]) is None):
             return
         if uid not in self._started:
+            gate = self.sandbox_gate
+            problem = gate(pod) if gate is not None and not spec.get("hostNetwork") else None
+            if problem:
+                self._write_status(pod, sandbox_problem=problem)
+                return
             mounts, problem = self._resolve_mounts(pod)
             if problem:
                 self._write_status(pod, pending_reason=problem)
@@ -319,11 +334,30 @@ class Kubelet:
             else:
                 target.write_text(entries.get(k, ""))
 
-    def _write_status(self, pod: dict, pending_reason: str | None = None) -> None:
+    def _write_status(self, pod: dict, pending_reason: str | None = None, sandbox_problem: str | None = None) -> None:
         meta = pod["metadata"]
         status = copy_obj(pod.get("status") or {})
         now = now_rfc3339()
-        if pending_reason:
+        if sandbox_problem:
+            # Scheduled, but the runtime cannot create the sandbox: containers wait in
+            # ContainerCreating (the kubelet reports FailedCreatePodSandBox and retries).
+            old_conditions = {c["type"]: c for c in status.get("conditions", [])}
+
+            def since(ctype: str, value: str) -> str:
+                previous = old_conditions.get(ctype)
+                return previous["lastTransitionTime"] if previous and previous["status"] == value else now
+
+            status.update(
+                phase="Pending", hostIP="127.0.0.1", hostIPs=[{"ip": "127.0.0.1"}], startTime=status.get("startTime", now),
+                qosClass=status.get("qosClass", "BestEffort"),
+                containerStatuses=[{"name": c["name"], "image": c.get("image", ""), "imageID": "", "ready": False, "started": False,
+                                    "restartCount": 0, "state": {"waiting": {"reason": "ContainerCreating", "message": sandbox_problem}}}
+                                   for c in pod["spec"].get("containers", [])],
+                conditions=[{"type": t, "status": v, "lastProbeTime": None, "lastTransitionTime": since(t, v)} for t, v in (
+                    ("PodReadyToStartContainers", "False"), ("Initialized", "True"), ("Ready", "False"),
+                    ("ContainersReady", "False"), ("PodScheduled", "True"))],
+            )
+        elif pending_reason:
             status.update(phase="Pending", conditions=[{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
                                                         "message": pending_reason, "lastTransitionTime": now}])
         else:

@@ -18,8 +18,9 @@ from hcpsim.controllers.base import Controller
 from hcpsim.hypershift import release
 from hcpsim.hypershift.etcd_writer import EtcdWriter, WriterSettings
 
+from hcpsim.hypershift.operator import HC_ANNOTATION, HCP_KEY, HS, Objects, _api_hostname, condition
+
 CLUSTERVERSIONS = ("config.openshift.io", "clusterversions")
-from hcpsim.hypershift.operator import HC_ANNOTATION, HCP_KEY, HS, Objects, condition
 
 log = logging.getLogger("hcpsim.hypershift")
 
@@ -31,6 +32,12 @@ API_DEPLOYMENTS = (
 )
 SINGLETONS = (("cluster-version-operator", {"app": "cluster-version-operator", "k8s-app": "cluster-version-operator"}),)
 ROUTER_HOSTNAME = "router-default.apps.mgmt.example.com"
+
+
+def router_hostname(management_cluster: str) -> str:
+    """The canonical hostname of a management cluster's default router (its ingress load balancer):
+    what the Routes it admits report, and what external-dns points their records at."""
+    return f"router-default.apps.{management_cluster}.example.com"
 
 # What a world plugs in: etcd objects for a control plane, and the hosted clusters' own APIs.
 EtcdObjects = Callable[[dict, str], list[tuple[str, str, dict]]]
@@ -50,8 +57,10 @@ class ControlPlaneOperator(Controller):
 
     def __init__(self, backend: Backend, *, etcd_objects: EtcdObjects | None = None, hosted_apis: Any = None,
                  on_serving: Callable[[dict, str, bool], None] | None = None,
-                 writer_settings: WriterSettings | None = None) -> None:
+                 writer_settings: WriterSettings | None = None, router: str = ROUTER_HOSTNAME) -> None:
+        """`router`: the canonical hostname of this management cluster's router, which its Routes report."""
         super().__init__(backend)
+        self.router = router
         self.objects = Objects(backend)
         self.etcd_objects = etcd_objects
         self.hosted_apis = hosted_apis
@@ -119,11 +128,16 @@ class ControlPlaneOperator(Controller):
             elif (current.get("spec") or {}).get("replicas") != replicas:
                 o.patch_spec("apps", "deployments", current, replicas=replicas)
         for service in spec.get("services") or []:
-            route = _route_for(service, ns)
+            route = _route_for(service, ns, self.router)
             if route is not None:
-                o.ensure("route.openshift.io", "routes", route)
+                current = o.ensure("route.openshift.io", "routes", route)
+                if not (current.get("status") or {}).get("ingress"):
+                    # The management cluster's router admits the Route (a create drops status).
+                    o.set_status("route.openshift.io", "routes", current, route["status"])
         if self.hosted_apis is not None and spec.get("clusterID"):
             api = self.hosted_apis.ensure(spec["clusterID"], meta["name"])
+            # Clients and nodes reach the API by this name (through external DNS when published there).
+            api.set_hostname(_api_hostname(spec))
             if spec["clusterID"] not in self._watching:
                 # The CVO's conditions (Upgradeable) live in the hosted cluster: follow them.
                 key = (ns, meta["name"])
@@ -212,7 +226,7 @@ _ROUTE_NAMES = {"APIServer": "kube-apiserver", "OAuthServer": "oauth", "Konnecti
                 "Ignition": "ignition-server"}
 
 
-def _route_for(service: dict, namespace: str) -> dict | None:
+def _route_for(service: dict, namespace: str, router: str = ROUTER_HOSTNAME) -> dict | None:
     strategy = service.get("servicePublishingStrategy") or {}
     name = _ROUTE_NAMES.get(service.get("service", ""))
     if strategy.get("type") != "Route" or name is None:
@@ -227,7 +241,7 @@ def _route_for(service: dict, namespace: str) -> dict | None:
         "metadata": {"name": name, "namespace": namespace, "labels": labels},
         "spec": {"host": host, "to": {"kind": "Service", "name": name, "weight": 100},
                  "tls": {"termination": "passthrough"}, "wildcardPolicy": "None"},
-        "status": {"ingress": [{"host": host, "routerName": "default", "routerCanonicalHostname": ROUTER_HOSTNAME,
+        "status": {"ingress": [{"host": host, "routerName": "default", "routerCanonicalHostname": router,
                                 "wildcardPolicy": "None",
                                 "conditions": [{"type": "Admitted", "status": "True"}]}]},
     }

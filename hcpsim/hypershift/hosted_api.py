@@ -3,8 +3,9 @@
 One `HostedApis` per world, shared by the management clusters: a hosted API is keyed by the
 HostedCluster's `spec.clusterID`, so it survives a move of the HostedCluster between management
 clusters (backup/restore keeps the clusterID, as a real migration keeps the etcd data). It answers
-only while at least one management cluster serves it (`set_serving`, driven by the lead's
-HostedCluster controller from the kube-apiserver Deployment's ready replicas); otherwise every
+only while a management cluster serves it (`set_serving`, driven by the control-plane-operator
+from the kube-apiserver Deployment's ready replicas) and, for an API published through external
+DNS, only through the management cluster its DNS record points at (`set_routing`); otherwise every
 request gets 503 ServiceUnavailable. The hosted world keeps running meanwhile: pods are processes of
 the hosted cluster's kubelet and do not depend on the API.
 
@@ -35,6 +36,7 @@ from hcpsim.apiserver.clock import now_rfc3339
 from hcpsim.apiserver.errors import ApiError
 from hcpsim.apiserver.faults import FaultRule, Faults
 from hcpsim.apiserver.store import Event
+from hcpsim.controllers.externaldns import ZoneView
 
 if TYPE_CHECKING:
     from hcpsim.cluster import SimCluster, Simulator
@@ -102,8 +104,42 @@ class _ServingGate(Faults):
         return super().take(method, path)
 
 
+class DnsRouting:
+    """Where a published API hostname leads: the zone's record for it names a router's canonical
+    hostname (external-dns's CNAME), and each router belongs to one management cluster."""
+
+    def __init__(self, view: ZoneView, routers: dict[str, str]) -> None:
+        self.view = view
+        self.routers = {k.rstrip(".").lower(): v for k, v in routers.items()}
+
+    def managed(self, hostname: str) -> bool:
+        return self.view.managed(hostname)
+
+    def server_of(self, hostname: str) -> str | None:
+        for target in self.view.resolve(hostname) or []:
+            management = self.routers.get(target.rstrip(".").lower())
+            if management is not None:
+                return management
+        return None
+
+
 class HostedApi:
-    """One hosted cluster's API server and the few things inside it the world maintains itself."""
+    """One hosted cluster's API server and the few things inside it the world maintains itself.
+
+    Reachability: the API answers through the management cluster that clients reach. When its
+    hostname is in a zone the world's external-dns manages (`HostedApis.set_routing`), that is the
+    management cluster the hostname's record points at, and only if its kube-apiserver is ready
+    there: a record still pointing at a management cluster whose control plane is scaled down (or a
+    record missing) leaves the API unreachable even when another management cluster serves it. An
+    API published otherwise answers while any management cluster serves it.
+
+    OVN: each ovnkube-node pod connects, when it starts, to the control plane the API is reached
+    through (or to the first one reachable after it started) and stays with it. When the API is
+    then reached through another management cluster (the control plane moved), new pods on that
+    node get no network (ContainerCreating, FailedCreatePodSandBox) until the ovnkube-node pod is
+    restarted; running pods keep running. This is the failure the disaster-recovery procedure's
+    last step (delete the OVN pods) and its troubleshooting page describe.
+    """
 
     def __init__(self, owner: HostedApis, cluster_id: str, name: str, cluster: SimCluster) -> None:
         self.cluster_id = cluster_id
@@ -112,12 +148,17 @@ class HostedApi:
         self._owner = owner
         self._lock = threading.Lock()
         self._servers: set[str] = set()
+        self.hostname: str | None = None
+        self._via: str | None = None
+        # ovnkube-node pod uid -> the management cluster it is connected to (None: not yet).
+        self._ovn_links: dict[str, str | None] = {}
         # monotonic time since when nobody serves (None while served); starts unserved.
         self.unserved_since: float | None = time.monotonic()
         self.served_since: float | None = None
         gate = _ServingGate(self)
         cluster.faults = gate
         cluster.app.faults = gate
+        cluster.kubelet.sandbox_gate = self._sandbox_problem
         self._queue: queue.Queue[str] = queue.Queue()
         self._stopping = threading.Event()
         self._seed()
@@ -130,27 +171,87 @@ class HostedApi:
 
     @property
     def serving(self) -> bool:
-        return bool(self._servers)
+        """Whether requests reach a ready kube-apiserver."""
+        return self._via is not None
+
+    @property
+    def reached_via(self) -> str | None:
+        """The management cluster whose control plane answers (None while unreachable)."""
+        return self._via
 
     @property
     def servers(self) -> set[str]:
+        """Management clusters whose kube-apiserver for this cluster is ready (reachable or not)."""
         with self._lock:
             return set(self._servers)
 
+    def set_hostname(self, hostname: str | None) -> None:
+        if hostname != self.hostname:
+            self.hostname = hostname
+            self._owner._changed(self)
+
     def _set_serving(self, management_cluster: str, serving: bool) -> bool:
-        """Returns True when the hosted API went from unserved to served or back."""
+        """Returns True when the hosted API became reachable, unreachable, or reached elsewhere."""
         with self._lock:
-            before = bool(self._servers)
             if serving:
                 self._servers.add(management_cluster)
             else:
                 self._servers.discard(management_cluster)
-            after = bool(self._servers)
-            if before != after:
+        return self._recompute()
+
+    def _recompute(self) -> bool:
+        routing = self._owner.routing
+        with self._lock:
+            servers = self._servers
+            if not servers:
+                via = None
+            elif routing is None or not self.hostname or not routing.managed(self.hostname):
+                via = self._via if self._via in servers else min(servers)
+            else:
+                via = routing.server_of(self.hostname)
+                via = via if via in servers else None
+            if via == self._via:
+                return False
+            if (via is None) != (self._via is None):
                 now = time.monotonic()
-                self.unserved_since = None if after else now
-                self.served_since = now if after else None
-            return before != after
+                self.unserved_since = None if via is not None else now
+                self.served_since = now if via is not None else None
+            self._via = via
+            if via is not None:
+                # ovnkube-node pods that started while the API was away connect now.
+                for uid, link in self._ovn_links.items():
+                    if link is None:
+                        self._ovn_links[uid] = via
+        return True
+
+    def ovn_connections(self) -> dict[str, str | None]:
+        """Node name -> the management cluster its ovnkube-node pod is connected to."""
+        out: dict[str, str | None] = {}
+        with self._lock:
+            links = dict(self._ovn_links)
+        for pod in self.cluster.backend.store.items(PODS, OVN_NAMESPACE):
+            if pod["metadata"]["uid"] in links and not pod["metadata"].get("deletionTimestamp"):
+                out[(pod.get("spec") or {}).get("nodeName", "")] = links[pod["metadata"]["uid"]]
+        return out
+
+    def _sandbox_problem(self, pod: dict) -> str | None:
+        """Why the pod network cannot be set up for `pod` now (None: it can)."""
+        node = (pod.get("spec") or {}).get("nodeName")
+        if not node or (pod.get("spec") or {}).get("hostNetwork"):
+            return None
+        via = self._via
+        for ovn in self.cluster.backend.store.items(PODS, OVN_NAMESPACE):
+            if (ovn.get("spec") or {}).get("nodeName") != node or ovn["metadata"].get("deletionTimestamp"):
+                continue
+            with self._lock:
+                link = self._ovn_links.get(ovn["metadata"]["uid"])
+            if link is not None and via is not None and link != via:
+                meta = pod["metadata"]
+                return (f"Failed to create pod sandbox: error adding container to network \"ovn-kubernetes\": CNI request "
+                        f"failed with status 400: '[{meta.get('namespace')}/{meta.get('name')}] failed to get pod annotation: "
+                        f"timed out waiting for annotations: context deadline exceeded' (ovnkube-node on {node} is still "
+                        f"connected to the control plane on {link})")
+        return None
 
     def unserved_for(self) -> float:
         """Seconds since the API stopped answering (0 while it answers)."""
@@ -273,6 +374,8 @@ class HostedApi:
         if event.key == NODES and event.type in ("ADDED", "DELETED"):
             self._queue.put("ovn")
         elif event.key == PODS and event.namespace == OVN_NAMESPACE and event.type == "DELETED":
+            with self._lock:
+                self._ovn_links.pop(event.obj["metadata"]["uid"], None)
             self._queue.put("ovn")
 
     def _loop(self) -> None:
@@ -313,7 +416,11 @@ class HostedApi:
         for node in sorted(nodes):
             live = [p for p in by_node.get(node, []) if not p["metadata"].get("deletionTimestamp")]
             if not live:
-                backend.create(pods_rt, OVN_NAMESPACE, _ovn_pod(node))
+                created = backend.create(pods_rt, OVN_NAMESPACE, _ovn_pod(node))
+                with self._lock:
+                    self._ovn_links[created["metadata"]["uid"]] = self._via
+                # Pods waiting for a network on this node may start now.
+                self.cluster.kubelet.resync(node)
             for extra in live[1:]:
                 self._delete_pod(extra)
 
@@ -377,6 +484,36 @@ class HostedApis:
         self._lock = threading.RLock()
         self._apis: dict[str, HostedApi] = {}
         self._listeners: list[Callable[[str], None]] = []
+        self.routing: DnsRouting | None = None
+        self._unroute: Callable[[], None] | None = None
+
+    def set_routing(self, routing: DnsRouting | None) -> None:
+        """Make published API hostnames reachable only through what the zone says (see HostedApi)."""
+        if self._unroute is not None:
+            self._unroute()
+            self._unroute = None
+        self.routing = routing
+        if routing is not None:
+            self._unroute = routing.view.add_listener(self.refresh)
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Re-evaluate every hosted API's reachability (the zone changed)."""
+        for api in self.all():
+            self._changed(api)
+
+    def _changed(self, api: HostedApi) -> None:
+        if api._recompute():
+            self._announce(api)
+
+    def _announce(self, api: HostedApi) -> None:
+        log.info("hosted API %s (%s) %s", api.name, api.cluster_id,
+                 f"reached via {api.reached_via}" if api.serving else "unavailable")
+        for listener in list(self._listeners):
+            try:
+                listener(api.cluster_id)
+            except Exception:
+                log.exception("hosted API listener failed")
 
     def ensure(self, cluster_id: str, name: str) -> HostedApi:
         """The hosted API of this clusterID, created on first use (idempotent; `name` is the
@@ -401,22 +538,18 @@ class HostedApis:
 
     def set_serving(self, cluster_id: str, management_cluster: str, serving: bool) -> None:
         """Management cluster `management_cluster` serves (or stopped serving) this hosted API (its
-        kube-apiserver Deployment has ready replicas there). The API answers while anyone serves it."""
+        kube-apiserver Deployment has ready replicas there). Whether requests reach it: HostedApi."""
         api = self.get(cluster_id)
         if api is None:
             if not serving:
                 return
             raise KeyError(f"no hosted API for clusterID {cluster_id}: call ensure() first")
         if api._set_serving(management_cluster, serving):
-            log.info("hosted API %s (%s) %s", api.name, cluster_id, "serving" if api.serving else "unavailable")
-            for listener in list(self._listeners):
-                try:
-                    listener(cluster_id)
-                except Exception:
-                    log.exception("hosted API listener failed")
+            self._announce(api)
 
     def add_listener(self, listener: Callable[[str], None]) -> Callable[[], None]:
-        """`listener(cluster_id)` is called when a hosted API starts or stops answering."""
+        """`listener(cluster_id)` is called when a hosted API starts or stops answering, or starts
+        answering through another management cluster."""
         with self._lock:
             self._listeners.append(listener)
 
@@ -436,6 +569,9 @@ class HostedApis:
             self.simulator.remove_cluster(api.cluster.name)
 
     def close(self) -> None:
+        if self._unroute is not None:
+            self._unroute()
+            self._unroute = None
         with self._lock:
             apis = list(self._apis.values())
             self._apis.clear()
@@ -444,4 +580,4 @@ class HostedApis:
             self.simulator.remove_cluster(api.cluster.name)
 
 
-__all__ = ["HostedApis", "HostedApi", "cluster_version_crd", "OVN_NAMESPACE", "OVN_APP", "WORKLOAD_NAMESPACE", "WORKLOAD_NAME"]
+__all__ = ["HostedApis", "HostedApi", "DnsRouting", "cluster_version_crd", "OVN_NAMESPACE", "OVN_APP", "WORKLOAD_NAMESPACE", "WORKLOAD_NAME"]

@@ -63,6 +63,7 @@ from hcpsim.apiserver.backend import MERGE_PATCH, DeleteOptions
 from hcpsim.apiserver.clock import now_rfc3339, parse_rfc3339
 from hcpsim.apiserver.errors import ApiError
 from hcpsim.apiserver.store import Event, copy_obj
+from hcpsim.ec2 import RUNNING, TERMINATED, Ec2Instances, instance_id_of
 
 log = logging.getLogger("hcpsim.nodepool")
 
@@ -79,6 +80,12 @@ CONFIGMAPS = ("", "configmaps")
 NAMESPACES = ("", "namespaces")
 NODES = ("", "nodes")
 PODS = ("", "pods")
+DEPLOYMENTS = ("apps", "deployments")
+
+# The Cluster API controllers of a control plane run as these Deployments in its namespace
+# (hypershift-operator reconcileCAPIManager / reconcileCAPIProvider); scaled to 0, as the
+# disaster-recovery teardown does, nothing reconciles Machines or AWSMachines any more.
+CAPI_DEPLOYMENTS = ("cluster-api", "capi-provider-controller-manager")
 
 CAPI_VERSION = "v1beta1"
 CAPI_API = "cluster.x-k8s.io/v1beta1"
@@ -268,11 +275,15 @@ def _fnv_int(text: str) -> int:
 class NodePoolController:
     """The NodePool controller (and the CAPI/CAPA controllers under it) of one management cluster."""
 
-    def __init__(self, mgmt: Any, hosted: Any, settings: NodePoolSettings | None = None) -> None:
+    def __init__(self, mgmt: Any, hosted: Any, settings: NodePoolSettings | None = None,
+                 instances: Ec2Instances | None = None) -> None:
+        """`instances`: the world's EC2 instances, shared by the management clusters so that a
+        control plane restored elsewhere adopts its machines (default: a registry of its own)."""
         self.mgmt = mgmt
         self.backend = mgmt.backend
         self.hosted = hosted
         self.settings = settings or NodePoolSettings()
+        self.instances = instances if instances is not None else Ec2Instances()
         self._cv = threading.Condition()
         self._pending: dict[tuple[str, ...], None] = {}
         self._delayed: list[tuple[float, int, tuple[str, ...]]] = []
@@ -389,6 +400,9 @@ class NodePoolController:
                 spec = np.get("spec") or {}
                 if control_plane_namespace(np["metadata"]["namespace"], spec.get("clusterName", "")) == event.name:
                     self.enqueue(("np", np["metadata"]["namespace"], np["metadata"]["name"]))
+        elif (key == DEPLOYMENTS and event.name in CAPI_DEPLOYMENTS) or key == CLUSTERS:
+            # The Cluster API controllers came back (or stopped), or the Cluster was (un)paused.
+            self._enqueue_namespace(event.namespace)
         elif key in (MDS, MSS, MACHINES, AWSMS, AWSMTS):
             for obj in (event.obj, event.old):
                 ref = ((obj or {}).get("metadata", {}).get("annotations") or {}).get(ANN_NODEPOOL)
@@ -398,6 +412,30 @@ class NodePoolController:
                         self.enqueue(("np", ns, name))
                     elif key in (MACHINES, AWSMS):
                         self.enqueue(("orphan", event.namespace, ref))
+
+    def _enqueue_namespace(self, cp_ns: str) -> None:
+        """Every pool whose control plane lives in `cp_ns`, and the machines left by deleted pools."""
+        store = self.backend.store
+        for np in store.items(NODEPOOLS):
+            spec = np.get("spec") or {}
+            if control_plane_namespace(np["metadata"]["namespace"], spec.get("clusterName", "")) == cp_ns:
+                self.enqueue(("np", np["metadata"]["namespace"], np["metadata"]["name"]))
+        for obj in [*store.items(MACHINES, cp_ns), *store.items(AWSMS, cp_ns)]:
+            ref = (obj["metadata"].get("annotations") or {}).get(ANN_NODEPOOL)
+            if ref and "/" in ref and obj["metadata"].get("deletionTimestamp") and store.get(NODEPOOLS, *ref.split("/", 1)) is None:
+                self.enqueue(("orphan", cp_ns, ref))
+
+    def capi_active(self, cp_ns: str) -> bool:
+        """Whether the Cluster API controllers of this control plane act: their Deployments have a
+        ready replica (a namespace without them, as in a bare NodePool setup, counts as running)
+        and the Cluster is not paused (CAPI skips every object of a paused Cluster, deletion
+        included; HyperShift pauses it with the HostedCluster)."""
+        store = self.backend.store
+        for name in CAPI_DEPLOYMENTS:
+            deployment = store.get(DEPLOYMENTS, cp_ns, name)
+            if deployment is not None and not ((deployment.get("status") or {}).get("readyReplicas") or 0):
+                return False
+        return not any((c.get("spec") or {}).get("paused") for c in store.items(CLUSTERS, cp_ns))
 
     def _on_hosted_change(self, cluster_id: str) -> None:
         with self.backend.store.lock:
@@ -465,6 +503,11 @@ class NodePoolController:
         ns_obj = store.get(NAMESPACES, "", cp_ns)
         if ns_obj is None or ns_obj["metadata"].get("deletionTimestamp"):
             return None
+        # The finalizer comes before the pause check, as upstream adds it (a finalizer removed by
+        # hand from a paused pool, as the disaster-recovery teardown does, comes back).
+        if NP_FINALIZER not in (np["metadata"].get("finalizers") or []):
+            np = copy_obj(self._patch(NODEPOOLS, ns, name, {"metadata": {
+                "finalizers": list(np["metadata"].get("finalizers") or []) + [NP_FINALIZER]}}))
         ctx = _Ctx(self, np, hc, cp_ns)
 
         # Pause: the NodePool's own pausedUntil, else its HostedCluster's.
@@ -489,10 +532,8 @@ class NodePoolController:
                           "InvalidPausedUntilValue" if invalid_pause else "ReconciliationActive",
                           "Invalid value provided for PausedUntil field" if invalid_pause else "Reconciliation active on resource")
 
-        # Finalizer and ownerReference to the HostedCluster, as the real controller adds them.
+        # OwnerReference to the HostedCluster, as the real controller adds it.
         meta_patch: dict[str, Any] = {}
-        if NP_FINALIZER not in (np["metadata"].get("finalizers") or []):
-            meta_patch["finalizers"] = list(np["metadata"].get("finalizers") or []) + [NP_FINALIZER]
         refs = np["metadata"].get("ownerReferences") or []
         if not any(r.get("uid") == hc["metadata"]["uid"] for r in refs):
             meta_patch["ownerReferences"] = refs + [{"apiVersion": "hypershift.openshift.io/v1beta1", "kind": "HostedCluster",
@@ -507,7 +548,8 @@ class NodePoolController:
                 delays.append(self._reconcile_inplace(ctx))
             else:
                 delays.append(self._reconcile_replace(ctx))
-        delays.append(self._reconcile_machines(ctx))
+        if ctx.capi:
+            delays.append(self._reconcile_machines(ctx))
         ctx.compute_status()
         ctx.write_status()
         pending = [d for d in delays if d is not None]
@@ -627,10 +669,11 @@ class NodePoolController:
             if changes:
                 md = self._patch(MDS, ctx.cp_ns, ctx.name, changes)
         md = copy_obj(md)
-        self._rollout(ctx, md)
+        if ctx.capi:
+            self._rollout(ctx, md)
         ms_list = [ms for ms in store.items(MSS, ctx.cp_ns) if _owned_by(ms, md["metadata"]["uid"])]
         delay = None
-        for ms in ms_list:
+        for ms in ms_list if ctx.capi else []:
             d = self._reconcile_machineset(ctx, copy_obj(ms), deployment=ctx.name)
             delay = d if delay is None or (d is not None and d < delay) else delay
         used_templates = {((ms.get("spec") or {}).get("template") or {}).get("spec", {}).get("infrastructureRef", {}).get("name")
@@ -639,9 +682,9 @@ class NodePoolController:
                         for ms in ms_list} | {secret_name}
         self._cleanup_unused(ctx, used_templates, used_secrets)
         md = copy_obj(store.get(MDS, ctx.cp_ns, ctx.name) or md)
-        status = self._md_status(ctx, md)
-        complete = (status["updatedReplicas"] == replicas and status["availableReplicas"] == replicas
-                    and status["replicas"] == replicas)
+        # Without CAPI the MachineDeployment keeps the status it had (nobody writes it).
+        status = self._md_status(ctx, md) if ctx.capi else copy_obj(md.get("status") or {})
+        complete = all(int(status.get(k) or 0) == replicas for k in ("updatedReplicas", "availableReplicas", "replicas"))
         ctx.rollout = {"kind": "MachineDeployment", "status": status, "complete": complete, "version": version,
                        "template": template_name, "cvh": cvh, "replicas": replicas}
         return delay
@@ -657,6 +700,7 @@ class NodePoolController:
         template = spec["template"]
         thash = self._template_hash(template)
         md_uid = md["metadata"]["uid"]
+        self._adopt_orphans(MSS, ctx.cp_ns, md, spec["selector"]["matchLabels"])
         mss = [copy_obj(ms) for ms in store.items(MSS, ctx.cp_ns) if _owned_by(ms, md_uid)]
         new = next((ms for ms in mss if (ms["metadata"].get("labels") or {}).get(LABEL_TEMPLATE_HASH) == thash), None)
         olds = [ms for ms in mss if ms is not new]
@@ -733,6 +777,25 @@ class NodePoolController:
         for old in olds:
             if int(old["spec"].get("replicas") or 0) == 0 and not any(_owned_by(m, old["metadata"]["uid"]) for m in machines):
                 self._delete(MSS, ctx.cp_ns, old["metadata"]["name"])
+
+    def _adopt_orphans(self, key: tuple[str, str], cp_ns: str, owner: dict, selector: dict[str, str]) -> None:
+        """CAPI's adoptOrphan: objects matching the owner's selector that no controller owns get it
+        as their controller (MachineDeployment -> MachineSets, MachineSet -> Machines). Objects
+        restored on another management cluster come without ownerReferences and are taken over
+        this way instead of being replaced."""
+        kind = owner.get("kind") or ("MachineDeployment" if key == MSS else "MachineSet")
+        for obj in self.backend.store.items(key, cp_ns):
+            meta = obj["metadata"]
+            if meta.get("deletionTimestamp") or any(r.get("controller") for r in meta.get("ownerReferences") or []):
+                continue
+            labels = meta.get("labels") or {}
+            if not selector or any(labels.get(k) != v for k, v in selector.items()):
+                continue
+            refs = list(meta.get("ownerReferences") or []) + [{
+                "apiVersion": CAPI_API, "kind": kind, "name": owner["metadata"]["name"], "uid": owner["metadata"]["uid"],
+                "controller": True, "blockOwnerDeletion": True}]
+            self._patch(key, cp_ns, meta["name"], {"metadata": {"ownerReferences": refs}})
+            log.info("%s %s/%s adopted %s %s", kind, cp_ns, owner["metadata"]["name"], key[1][:-1], meta["name"])
 
     def _md_status(self, ctx: _Ctx, md: dict) -> dict:
         store = self.backend.store
@@ -820,7 +883,7 @@ class NodePoolController:
             if changes:
                 ms = self._patch(MSS, ctx.cp_ns, ctx.name, changes)
         ms = copy_obj(ms)
-        delay = self._reconcile_machineset(ctx, ms, deployment=None)
+        delay = self._reconcile_machineset(ctx, ms, deployment=None) if ctx.capi else None
         self._cleanup_unused(ctx, {template_name, (ms["spec"]["template"]["spec"].get("infrastructureRef") or {}).get("name")},
                              {secret_name})
         upgrade_delay = self._inplace_upgrade(ctx, copy_obj(store.get(MSS, ctx.cp_ns, ctx.name) or ms), version, cvh, max_unavailable)
@@ -908,6 +971,7 @@ class NodePoolController:
 
     def _reconcile_machineset(self, ctx: _Ctx, ms: dict, deployment: str | None) -> float | None:
         ms_uid = ms["metadata"]["uid"]
+        self._adopt_orphans(MACHINES, ctx.cp_ns, ms, (ms["spec"].get("selector") or {}).get("matchLabels") or {})
         machines = [m for m in self._machines_of(ctx) if _owned_by(m, ms_uid)]
         live = [m for m in machines if not m["metadata"].get("deletionTimestamp")]
         replicas = int(ms["spec"].get("replicas") or 0)
@@ -1002,7 +1066,14 @@ class NodePoolController:
         api = ctx.api
         if meta.get("deletionTimestamp"):
             return self._delete_machine(ctx, machine)
+        if MACHINE_FINALIZER not in (meta.get("finalizers") or []):
+            # A Machine restored without its finalizer gets it back (the CAPI machine controller adds it).
+            machine = copy_obj(self._patch(MACHINES, ctx.cp_ns, name, {"metadata": {
+                "finalizers": list(meta.get("finalizers") or []) + [MACHINE_FINALIZER]}}))
+            meta = machine["metadata"]
         aws = store.get(AWSMS, ctx.cp_ns, name)
+        if aws is not None:
+            aws = self._own_aws_machine(ctx, machine, aws)
         if aws is None:
             self._create_aws_machine(ctx, machine)
             self._started("boot", uid)
@@ -1014,12 +1085,48 @@ class NodePoolController:
             return self.settings.machine_boot_seconds
         aws = copy_obj(aws)
         status = machine.get("status") or {}
+        known_id = (aws.get("spec") or {}).get("instanceID") or instance_id_of((aws.get("spec") or {}).get("providerID"))
+        if not (aws.get("status") or {}).get("ready") and known_id:
+            # CAPA's findInstance: an AWSMachine that names its instance (restored from another
+            # management cluster) adopts it; an id EC2 does not know is an error, never a relaunch.
+            instance = self.instances.get(known_id)
+            if instance is None:
+                self._patch_status(AWSMS, ctx.cp_ns, name, {"ready": False, "conditions": [
+                    {"type": "InstanceReady", "status": "Unknown", "reason": "InstanceNotFound", "severity": "Warning",
+                     "message": f"failed to find instance {known_id!r}", "lastTransitionTime": now_rfc3339()}]})
+                return self.settings.resync_seconds
+            if instance.state != RUNNING:
+                self._patch_status(AWSMS, ctx.cp_ns, name, {
+                    "ready": False, "instanceState": instance.state, "failureReason": "UpdateError",
+                    "failureMessage": f'EC2 instance state "{instance.state}" is unexpected'})
+                return None
+            addresses = [{"type": "InternalIP", "address": instance.private_ip},
+                         {"type": "InternalDNS", "address": instance.private_dns}]
+            self._patch_status(AWSMS, ctx.cp_ns, name, {
+                "ready": True, "instanceState": RUNNING, "addresses": addresses,
+                "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": now_rfc3339()},
+                               {"type": "InstanceReady", "status": "True", "lastTransitionTime": now_rfc3339()},
+                               {"type": "SecurityGroupsReady", "status": "True", "lastTransitionTime": now_rfc3339()}]})
+            if (machine.get("spec") or {}).get("providerID") != instance.provider_id:
+                self._patch(MACHINES, ctx.cp_ns, name, {"spec": {"providerID": instance.provider_id}})
+            machine = copy_obj(store.get(MACHINES, ctx.cp_ns, name) or machine)
+            self._patch_machine_status(ctx, machine, {"phase": "Provisioned", "bootstrapReady": True, "infrastructureReady": True,
+                                                      "addresses": addresses}, [
+                {"type": "BootstrapReady", "status": "True"},
+                {"type": "InfrastructureReady", "status": "True"},
+                {"type": "NodeHealthy", "status": "False", "reason": "NodeProvisioning", "severity": "Warning"},
+                {"type": "Ready", "status": "False", "reason": "NodeProvisioning", "severity": "Warning"},
+            ])
+            machine = copy_obj(store.get(MACHINES, ctx.cp_ns, name) or machine)
+            aws = copy_obj(store.get(AWSMS, ctx.cp_ns, name) or aws)
+            status = machine.get("status") or {}
         if not (aws.get("status") or {}).get("ready"):
             left = self.settings.machine_boot_seconds - self._elapsed("boot", uid)
             if left > 0:
                 return left
             ip, dns, instance_id, zone = self._instance_identity(ctx, machine)
             provider_id = f"aws:///{zone}/{instance_id}"
+            self.instances.launch(instance_id, ip, dns, zone, (ctx.hc.get("spec") or {}).get("clusterID"))
             addresses = [{"type": "InternalIP", "address": ip}, {"type": "InternalDNS", "address": dns},
                          {"type": "InternalDNS", "address": dns.split(".")[0] + "." + dns.split(".", 1)[1]}][:2]
             self._patch(AWSMS, ctx.cp_ns, name, {"spec": {"providerID": provider_id, "instanceID": instance_id}})
@@ -1095,6 +1202,24 @@ class NodePoolController:
         ])
         return None
 
+    def _own_aws_machine(self, ctx: _Ctx, machine: dict, aws: dict) -> dict:
+        """The Machine controller makes its infrastructure object its own (ownerReference) and CAPA
+        adds its finalizer, as they do for AWSMachines restored without them."""
+        meta = aws["metadata"]
+        patch: dict[str, Any] = {}
+        if meta.get("deletionTimestamp"):
+            return aws
+        refs = meta.get("ownerReferences") or []
+        if not any(r.get("uid") == machine["metadata"]["uid"] for r in refs):
+            patch["ownerReferences"] = [r for r in refs if r.get("kind") != "Machine"] + [{
+                "apiVersion": CAPI_API, "kind": "Machine", "name": machine["metadata"]["name"], "uid": machine["metadata"]["uid"],
+                "controller": True, "blockOwnerDeletion": True}]
+        if AWSMACHINE_FINALIZER not in (meta.get("finalizers") or []):
+            patch["finalizers"] = list(meta.get("finalizers") or []) + [AWSMACHINE_FINALIZER]
+        if not patch:
+            return aws
+        return self._patch(AWSMS, ctx.cp_ns, meta["name"], {"metadata": patch})
+
     def _patch_machine_status(self, ctx: _Ctx, machine: dict, fields: dict, conditions: list[dict]) -> None:
         old = machine.get("status") or {}
         status = dict(fields)
@@ -1110,10 +1235,10 @@ class NodePoolController:
         h = _fnv_int(machine["metadata"]["uid"])
         zone = ((ctx.hc.get("spec") or {}).get("platform") or {}).get("aws", {}).get("cloudProviderConfig", {}).get("zone") \
             or f"{region}a"
-        taken = set()
+        taken = {i.private_dns for i in self.instances.running()}
         api = ctx.api
         if api is not None:
-            taken = {n["metadata"]["name"] for n in api.cluster.backend.store.items(NODES)}
+            taken |= {n["metadata"]["name"] for n in api.cluster.backend.store.items(NODES)}
         for attempt in range(64):
             hv = _fnv_int(f"{machine['metadata']['uid']}/{attempt}") if attempt else h
             ip = f"10.0.{128 + (hv >> 8) % 64}.{hv % 254 + 1}"
@@ -1256,6 +1381,7 @@ class NodePoolController:
             left = self.settings.machine_terminate_seconds - self._elapsed("terminate", meta["uid"])
             if left > 0:
                 return left
+            self._terminate_instance(aws)
             finalizers = [f for f in aws["metadata"].get("finalizers") or [] if f != AWSMACHINE_FINALIZER]
             self._patch(AWSMS, cp_ns, name, {"metadata": {"finalizers": finalizers or None}})
             if store.get(AWSMS, cp_ns, name) is not None:
@@ -1267,6 +1393,18 @@ class NodePoolController:
             finalizers = [f for f in current["metadata"].get("finalizers") or [] if f != MACHINE_FINALIZER]
             self._patch(MACHINES, cp_ns, name, {"metadata": {"finalizers": finalizers or None}})
         return None
+
+    def _terminate_instance(self, aws: dict) -> None:
+        """The instance goes for good; a Node it still had (no drain: the hosted API was not
+        reachable or nobody asked) is deleted, as the cloud node lifecycle controller does for a
+        terminated instance."""
+        instance_id = (aws.get("spec") or {}).get("instanceID") or instance_id_of((aws.get("spec") or {}).get("providerID"))
+        instance = self.instances.terminate(instance_id) if instance_id else None
+        if instance is None or instance.cluster_id is None:
+            return
+        api = self.hosted.get(instance.cluster_id) if hasattr(self.hosted, "get") else None
+        if api is not None and api.cluster.backend.store.get(NODES, "", instance.private_dns) is not None:
+            self._remove_node(api.cluster.backend, instance.private_dns)
 
     def _drain_step(self, hb: Any, node: dict, timer: str, timeout: float | None) -> tuple[bool, float]:
         """One pass of a drain: cordon, evict what is left. (done, look-again delay)."""
@@ -1322,6 +1460,12 @@ class NodePoolController:
             for obj in store.items(key, cp_ns):
                 if (obj["metadata"].get("annotations") or {}).get(ANN_NODEPOOL) == ref and not obj["metadata"].get("deletionTimestamp"):
                     self._delete(key, cp_ns, obj["metadata"]["name"])
+        if not self.capi_active(cp_ns):
+            # Upstream's NodePool deletion removes templates, secrets, MachineDeployment/MachineSet
+            # and then its finalizer without waiting for the machines; with the Cluster API
+            # controllers down (or the Cluster paused) these stay, held by their finalizers (the
+            # garbage collector has marked them deleted) until someone removes those by hand.
+            return self._release_nodepool(np, cp_ns, ref)
         delays = []
         machines = [copy_obj(m) for m in store.items(MACHINES, cp_ns) if (m["metadata"].get("annotations") or {}).get(ANN_NODEPOOL) == ref]
         for m in machines:
@@ -1333,6 +1477,10 @@ class NodePoolController:
                 delays.append(d)
         if any((m["metadata"].get("annotations") or {}).get(ANN_NODEPOOL) == ref for m in store.items(MACHINES, cp_ns)):
             return min(delays) if delays else self.settings.resync_seconds
+        return self._release_nodepool(np, cp_ns, ref)
+
+    def _release_nodepool(self, np: dict, cp_ns: str, ref: str) -> None:
+        store = self.backend.store
         for mt in store.items(AWSMTS, cp_ns):
             if (mt["metadata"].get("annotations") or {}).get(ANN_NODEPOOL) == ref:
                 self._delete(AWSMTS, cp_ns, mt["metadata"]["name"])
@@ -1352,6 +1500,8 @@ class NodePoolController:
         if store.get(NODEPOOLS, ns, name) is not None:
             self.enqueue(("np", ns, name))
             return None
+        if not self.capi_active(cp_ns):
+            return None  # the Cluster API controllers are down: deleting machines wait (events re-enqueue)
         delays = []
         for m in [copy_obj(m) for m in store.items(MACHINES, cp_ns)]:
             if (m["metadata"].get("annotations") or {}).get(ANN_NODEPOOL) != ref or not m["metadata"].get("deletionTimestamp"):
@@ -1395,6 +1545,7 @@ class _Ctx:
         self.autoscaling_min = int(auto.get("min") or 0) if auto else 0
         self.autoscaling_max = int(auto.get("max") or 0) if auto else 0
         self.drain_timeout = parse_duration(self.spec.get("nodeDrainTimeout"))
+        self.capi = ctrl.capi_active(cp_ns)
 
     # Inputs.
 

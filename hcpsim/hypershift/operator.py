@@ -36,6 +36,13 @@ CP_LABEL = "hypershift.openshift.io/hosted-control-plane"
 HC_ANNOTATION = "hypershift.openshift.io/cluster"
 FORCE_UPGRADE = "hypershift.openshift.io/force-upgrade-to"
 OPERATOR_NAMESPACE = "hypershift"
+CLUSTER_NAME_LABEL = "cluster.x-k8s.io/cluster-name"
+# The Cluster API manager and the AWS provider of a control plane (hypershift-operator
+# reconcileCAPIManager / reconcileCAPIProvider); the NodePool controller's CAPI part acts only while
+# they run (nodepool.CAPI_DEPLOYMENTS).
+CAPI_DEPLOYMENTS = {"cluster-api": {"name": "cluster-api", "app": "cluster-api"},
+                    "capi-provider-controller-manager": {"control-plane": "capi-provider-controller-manager",
+                                                         "app": "capi-provider-controller-manager"}}
 
 
 @dataclass
@@ -273,6 +280,22 @@ class HostedClusterController(Controller):
                      "infrastructureRef": {"apiVersion": f"{CAPA}/v1beta2", "kind": "AWSCluster",
                                            "namespace": cp_ns, "name": infra_id}}})
         self.objects.patch_spec(CAPI, "clusters", cluster, paused=None)
+        # The CAPI cluster controller's reconcileExternal: the control plane and infrastructure
+        # objects carry the cluster-name label (the documented backup reads the Cluster's name
+        # from the HostedControlPlane's labels) and an ownerReference to the Cluster.
+        for group, plural, obj_name in ((HS, "hostedcontrolplanes", name), (CAPA, "awsclusters", infra_id)):
+            self._claim_for_cluster(group, plural, cp_ns, obj_name, cluster)
+        for dep_name, labels in CAPI_DEPLOYMENTS.items():
+            current = o.get("apps", "deployments", cp_ns, dep_name)
+            if current is None:
+                o.ensure("apps", "deployments", {
+                    "metadata": {"name": dep_name, "namespace": cp_ns, "labels": dict(labels),
+                                 "annotations": {HC_ANNOTATION: f"{meta['namespace']}/{name}"}},
+                    "spec": {"replicas": 1, "selector": {"matchLabels": dict(labels)},
+                             "template": {"metadata": {"labels": dict(labels)},
+                                          "spec": {"containers": [{"name": "manager", "image": desired_image}]}}}})
+            elif (current.get("spec") or {}).get("replicas") != 1:
+                o.patch_spec("apps", "deployments", current, replicas=1)
         replicas = 1
         cpo = o.get("apps", "deployments", cp_ns, "control-plane-operator")
         if cpo is None:
@@ -286,6 +309,23 @@ class HostedClusterController(Controller):
         elif (cpo.get("spec") or {}).get("replicas") != replicas:
             # The operator scales its control-plane-operator back unless the cluster is paused.
             o.patch_spec("apps", "deployments", cpo, replicas=replicas)
+
+    def _claim_for_cluster(self, group: str, plural: str, namespace: str, name: str, cluster: dict) -> None:
+        obj = self.objects.get(group, plural, namespace, name)
+        if obj is None or obj["metadata"].get("deletionTimestamp"):
+            return
+        meta = obj["metadata"]
+        refs = meta.get("ownerReferences") or []
+        has_ref = any(r.get("uid") == cluster["metadata"]["uid"] for r in refs)
+        if (meta.get("labels") or {}).get(CLUSTER_NAME_LABEL) == cluster["metadata"]["name"] and has_ref:
+            return
+        updated = copy_obj(obj)
+        updated["metadata"].setdefault("labels", {})[CLUSTER_NAME_LABEL] = cluster["metadata"]["name"]
+        if not has_ref:
+            updated["metadata"]["ownerReferences"] = [r for r in refs if r.get("kind") != "Cluster"] + [
+                {"apiVersion": f"{CAPI}/v1beta1", "kind": "Cluster", "name": cluster["metadata"]["name"],
+                 "uid": cluster["metadata"]["uid"]}]
+        self.backend.update(self.backend.type_for(group, plural), namespace, name, updated)
 
     def _accepted_release(self, hc: dict) -> str:
         """The release image the control plane should run: the requested one when it is supported
