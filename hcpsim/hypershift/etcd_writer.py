@@ -77,6 +77,13 @@ class EtcdClient:
         out = self._post("/v3/kv/range", {"key": _b64(prefix.encode()), "range_end": _b64(end.encode()), "count_only": True})
         return int(out.get("count", 0))
 
+    def keys(self, prefix: str) -> tuple[set[str], int]:
+        """The keys under `prefix` and the revision they were read at."""
+        end = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+        out = self._post("/v3/kv/range", {"key": _b64(prefix.encode()), "range_end": _b64(end.encode()), "keys_only": True})
+        keys = {base64.b64decode(kv["key"]).decode() for kv in out.get("kvs") or []}
+        return keys, int(out.get("header", {}).get("revision", 0))
+
     def close(self) -> None:
         for name in os.listdir(self._dir):
             os.unlink(os.path.join(self._dir, name))
