@@ -88,6 +88,7 @@ def _free_port() -> int:
 def _child_restore_floor(spec: dict[str, Any]) -> dict[str, Any]:
     """download_file, etcdutl snapshot restore, etcd started and healthy: nothing checked, nothing else."""
     import boto3
+    from boto3.s3.transfer import TransferConfig
 
     from hcp.etcd_tools import etcd_tool
 
@@ -100,8 +101,17 @@ def _child_restore_floor(spec: dict[str, Any]) -> dict[str, Any]:
     load_before = _loadavg()
     proc: subprocess.Popen[bytes] | None = None
     try:
-        t0 = time.perf_counter()
+        # download_file as it comes (ranged GETs, 10 threads), then with one GET: the simulator's S3
+        # (moto) reads the whole object for every ranged GET, so on loopback the single GET is several
+        # times faster. The floor takes the faster of the two (both printed).
+        t = time.perf_counter()
         s3.download_file(spec["bucket"], spec["key"], str(path))
+        ranged_s = time.perf_counter() - t
+        path.unlink()
+        t = time.perf_counter()
+        s3.download_file(spec["bucket"], spec["key"], str(path), Config=TransferConfig(multipart_threshold=1 << 62))
+        single_s = time.perf_counter() - t
+        download_s = min(ranged_s, single_s)
         t1 = time.perf_counter()
         subprocess.run([str(etcd_tool("etcdutl")), "snapshot", "restore", str(path), "--data-dir", str(data),
                         "--name", "floor", "--initial-cluster", f"floor={peer}", "--initial-advertise-peer-urls", peer,
@@ -137,7 +147,8 @@ def _child_restore_floor(spec: dict[str, Any]) -> dict[str, Any]:
                 proc.wait()
         size = path.stat().st_size if path.exists() else 0
         shutil.rmtree(work, ignore_errors=True)
-    return {"download_s": t1 - t0, "restore_s": t2 - t1, "start_s": t3 - t2, "wall_s": t3 - t0, "size": size,
+    return {"download_s": download_s, "ranged_download_s": ranged_s, "single_get_s": single_s,
+            "restore_s": t2 - t1, "start_s": t3 - t2, "wall_s": download_s + t3 - t1, "size": size,
             "load_before": load_before, "load_after": _loadavg()}
 
 
@@ -179,6 +190,26 @@ class RestoreBench(BackupBench):
             raise RuntimeError(f"child {mode} {out.get('status')}: {out.get('error')}\n--- {log_path} (tail)\n{tail}")
         return out
 
+    def wait_etcd_answers(self, namespace: str = CP_NAMESPACE, timeout: float = 120) -> None:
+        """The world is Available before every member listens (under load, seconds later): the fill
+        needs them, so wait until one answers a read through the fill's own client."""
+        from hcpsim.hypershift.etcd_writer import client_for_namespace
+
+        deadline = time.monotonic() + timeout
+        while True:
+            client = client_for_namespace(self.backend, namespace)
+            try:
+                if client is not None:
+                    client.count("/")
+                    return
+            except ConnectionError:
+                if time.monotonic() > deadline:
+                    raise
+            finally:
+                if client is not None:
+                    client.close()
+            time.sleep(0.2)
+
     def backup(self, prefix: str) -> dict[str, Any]:
         """An online etcd-backup kept under `prefix`; returns its manifest."""
         res = self.child("flow", {"params": self.params(prefix, mode="online")})
@@ -203,14 +234,25 @@ def _load(before: list[float], after: list[float]) -> str:
     return f"load {before[0]:.1f} -> {after[0]:.1f}"
 
 
+def _floor_line(fl: dict[str, Any]) -> str:
+    return (f"  floor: {fl['wall_s']:.2f} s = download_file {fl['download_s']:.2f} (one GET {fl['single_get_s']:.2f}, "
+            f"ranged as configured by default {fl['ranged_download_s']:.2f}) + etcdutl snapshot restore "
+            f"{fl['restore_s']:.2f} + etcd start until healthy {fl['start_s']:.2f}; "
+            f"{_load(fl['load_before'], fl['load_after'])}")
+
+
 def _breakdown(res: dict[str, Any]) -> list[str]:
     lines = [f"      {'step':<32} {'start':>7} {'seconds':>8}"]
     for s in res["steps"]:
         if s["seconds"] >= 0.01 or s["outcome"] != "done":
             lines.append(f"      {s['name']:<32} {s['start_s']:7.2f} {s['seconds']:8.2f}"
                          + ("" if s["outcome"] == "done" else f"  ({s['outcome']})"))
-    accounted = sum(s["seconds"] for s in res["steps"])
-    lines.append(f"      (outside steps: {res['wall_s'] - accounted:.2f} s, of which before the report started "
+    # Steps may overlap (reads side by side): what no step covers is the union's complement.
+    covered, reach = 0.0, 0.0
+    for start, end in sorted((s["start_s"], s["start_s"] + s["seconds"]) for s in res["steps"]):
+        covered += max(0.0, end - max(start, reach))
+        reach = max(reach, end)
+    lines.append(f"      (in no step: {res['wall_s'] - covered:.2f} s, of which before the report started "
                  f"{res['report_started_s']:.2f} s)")
     return lines
 
@@ -221,6 +263,7 @@ def run_one(bench: RestoreBench, availability: str, mib: int, rounds: int, figur
     t = time.perf_counter()
     bench.start_world(availability)
     print(f"[{label}] world with one {availability} hosted cluster Available in {time.perf_counter() - t:.1f} s")
+    bench.wait_etcd_answers()
     fill_s = bench.fill_to(mib)
     print(f"[{label}] filled {CP_NAMESPACE}'s etcd with {bench.filled / MiB:.0f} MiB in {fill_s:.1f} s")
     prefix = f"bench-restore-{uuid.uuid4().hex[:8]}"
@@ -231,10 +274,7 @@ def run_one(bench: RestoreBench, availability: str, mib: int, rounds: int, figur
               f"{manifest['revision']}")
         flows, floors = [], [bench.restore_floor(manifest["bucket"], manifest["snapshot_key"])]
         for r in range(rounds):
-            fl = floors[-1]
-            print(f"  floor: {fl['wall_s']:.2f} s (download_file {fl['download_s']:.2f} + etcdutl snapshot restore "
-                  f"{fl['restore_s']:.2f} + etcd start until healthy {fl['start_s']:.2f}; "
-                  f"{_load(fl['load_before'], fl['load_after'])})")
+            print(_floor_line(floors[-1]))
             res = bench.restore(prefix, timeout=900)
             flows.append(res)
             print(f"  round {r + 1}: etcd-restore flow: API back {res['api_back_s']:.2f} s, verified "
@@ -242,25 +282,25 @@ def run_one(bench: RestoreBench, availability: str, mib: int, rounds: int, figur
                   f"{res['figures'].get('API downtime', '?')}; {_load(res['load_before'], res['load_after'])})")
             print("\n".join(_breakdown(res)))
             floors.append(bench.restore_floor(manifest["bucket"], manifest["snapshot_key"]))
-        fl = floors[-1]
-        print(f"  floor: {fl['wall_s']:.2f} s (download_file {fl['download_s']:.2f} + etcdutl snapshot restore "
-              f"{fl['restore_s']:.2f} + etcd start until healthy {fl['start_s']:.2f}; "
-              f"{_load(fl['load_before'], fl['load_after'])})")
+        print(_floor_line(floors[-1]))
     finally:
         bench.delete_prefix(prefix)
         bench.close_world()
     best, floor = min(flows, key=lambda x: x["api_back_s"]), min(floors, key=lambda x: x["wall_s"])
     ratio = best["api_back_s"] / floor["wall_s"]
     total_ratio = best["wall_s"] / floor["wall_s"]
+    # Against the default download_file too: what the floor would be if moto's ranged GETs counted.
+    letter = floor["wall_s"] - floor["download_s"] + floor["ranged_download_s"]
     print(f"[{label}] in-place etcd-restore of a {size_mib:.0f} MiB snapshot ({availability}): API back after "
           f"{best['api_back_s']:.2f} s; raw floor (download_file {floor['download_s']:.2f} + etcdutl snapshot restore "
           f"{floor['restore_s']:.2f} + etcd healthy {floor['start_s']:.2f}): {floor['wall_s']:.2f} s; ratio "
           f"{ratio:.2f}x (target <= {RATIO_TARGET}x: {_verdict(ratio <= RATIO_TARGET)}); with verification, "
-          f"Available and clean-up: {best['wall_s']:.2f} s ({total_ratio:.2f}x)")
+          f"Available and clean-up: {best['wall_s']:.2f} s ({total_ratio:.2f}x). (Against the floor with "
+          f"download_file's default ranged GETs, {letter:.2f} s: {best['api_back_s'] / letter:.2f}x)")
     key = label.lower()
     figures.update({f"{key}_api_back_s": best["api_back_s"], f"{key}_total_s": best["wall_s"],
                     f"{key}_verified_s": best["verified_s"], f"{key}_floor_s": floor["wall_s"],
-                    f"{key}_ratio": ratio, f"{key}_total_ratio": total_ratio, f"{key}_snapshot_mib": size_mib})
+                    f"{key}_ratio": ratio, f"{key}_floor_ranged_s": letter, f"{key}_total_ratio": total_ratio, f"{key}_snapshot_mib": size_mib})
     rows.append((f"{label} restore, {size_mib:.0f} MiB: API back", f"{best['api_back_s']:.1f} s",
                  f"{floor['wall_s']:.1f} s (download+restore+start)", f"{ratio:.2f}x",
                  f"<= {RATIO_TARGET}x {_verdict(ratio <= RATIO_TARGET)}"))

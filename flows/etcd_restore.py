@@ -35,8 +35,8 @@ from hcp.snapshot_source import LocalSnapshot, SourceKind, check_local_copy
 from tasks.checkpoint import completed_result
 from tasks.etcd import member_statuses
 from tasks.etcd_restore import choose_backup, copy_snapshot, fetch_snapshot, \
-    read_etcd_layout, remove_data_pod, remove_previous_data, restore_data, start_data_pod, start_etcd, stop_etcd, \
-    verify_restore, wait_cluster_available
+    read_etcd_layout, remove_data_pod, remove_previous_data, restore_data, side_by_side, start_data_pod, start_etcd, \
+    stop_etcd, verify_restore, wait_cluster_available
 from tasks.gates import GateSettings, approval_gate
 from tasks.hosted_cluster import pending_undo, quiesce_control_plane, read_cluster, restore_availability
 from tasks.runbook import Runbook, RunbookError, operation_id_for_run
@@ -151,16 +151,15 @@ def restore_plan(params: EtcdRestoreParams, target: RunTarget, layout: EtcdLayou
         PlanStep(step="start a data pod on the members' volumes", changes=f"deployment {cp}/{DATA_POD_APP} "
                  f"({layout.image}; {claims} at {layout.member_dir('<member>')})",
                  command=f"{oc} apply -f etcd-data.yaml"),
-        PlanStep(step="copy the snapshot in", changes=f"file {layout.snapshot_in_pod} on {layout.claims[0]}",
+        PlanStep(step="copy the snapshot in", changes=f"file {layout.snapshot_in_pod} in the data pod (its emptyDir)",
                  command=f"{oc} cp snapshot.db DATA_POD:{layout.snapshot_in_pod}"),
         PlanStep(step="restore into every member's volume", changes=f"the data directory on {claims} replaced (old "
                  f"data kept in {previous_data_dir(target.operation_id)})", destructive=True,
                  command=f"{oc} exec DATA_POD -- etcdutl snapshot restore {layout.snapshot_in_pod} --data-dir "
                          f"{layout.member_dir(first)}/data --name {first} --initial-cluster {layout.initial_cluster} "
                          f"--initial-cluster-token {layout.token} --initial-advertise-peer-urls "
-                         f"{layout.peer_urls[first]}" + (" --skip-hash-check" if snapshot and snapshot.skip_hash_check
-                                                          else "") + (" (and the same for each member)"
-                                                                      if layout.replicas > 1 else "")),
+                         f"{layout.peer_urls[first]}" + _hash_check_flag(snapshot)
+                         + (" (and the same for each member)" if layout.replicas > 1 else "")),
         PlanStep(step="remove the data pod", command=f"{oc} delete deployment {DATA_POD_APP}"),
         PlanStep(step="start etcd and wait until every member is healthy",
                  changes=f"statefulset {cp}/etcd back to {layout.replicas}",
@@ -178,6 +177,14 @@ def restore_plan(params: EtcdRestoreParams, target: RunTarget, layout: EtcdLayou
                               " on each member", command=f"{oc} exec etcd-N -c etcd -- rm -rf "
                                                          f"{previous_data_dir(target.operation_id)}"))
     return steps
+
+
+def _hash_check_flag(snapshot: LocalSnapshot | None) -> str:
+    if snapshot is None or not snapshot.restore_skips_hash_check:
+        return ""
+    if snapshot.skip_hash_check:
+        return " --skip-hash-check (a member/snap/db copy has no integrity hash)"
+    return " --skip-hash-check (its integrity hash was checked on the runner; the copy's SHA-256 is compared in the pod)"
 
 
 def _state(cluster: HostedClusterInfo, members: list[MemberStatus], snapshot: LocalSnapshot) -> str:
@@ -208,25 +215,35 @@ def etcd_restore(params: EtcdRestoreParams) -> RunReport:
                        hosted_cluster=params.hosted_cluster, operation_id=operation_id_for_run(params.operation_id))
     with Runbook(RUNBOOK, target, dry_run=params.dry_run) as rb:
         rb.report.next_command = restore_command(params, target.operation_id)
-        # Read-only first: anything wrong stops here.
-        cluster = rb.step(read_cluster, target)
-        layout = rb.step(read_etcd_layout, target)
-        members = rb.step(member_statuses, target)
-        lowered = rb.step(pending_undo, target)
+        # Read-only first: anything wrong stops here. Two independent lines of reads run side by
+        # side: the HostedCluster, then the backup and the snapshot's download and checks; etcd's
+        # layout, its members and what an earlier run of the operation left to undo.
         restored = completed_result(restore_data, target)
-
         snapshot = completed_result(fetch_snapshot, target)
-        if snapshot is not None and restored is None and not check_local_copy(snapshot):
+        stale = snapshot is not None and restored is None and not check_local_copy(snapshot)
+        if stale:
             snapshot = None  # the earlier run's file is gone (another runner, a cleaned temp dir): fetch again
-            if params.source in ("snapshot", "member-db") and lowered:
-                raise RunbookError(f"{target}: the snapshot this operation took is no longer on this runner and etcd "
-                                   "may already be stopped; restore from a backup instead: "
-                                   + restore_command(params.model_copy(update={"source": "latest-backup",
-                                                                                "member": None}), None))
-        backup_url = None
-        if params.source in ("latest-backup", "backup"):
-            backup_url = rb.step(choose_backup, target, params.aws, params.bucket or "", params.prefix, params.backup,
-                                 cluster.uid)
+        refetch = snapshot is None and restored is None
+        from_backup = params.source in ("latest-backup", "backup")
+
+        def cluster_and_backup() -> tuple[HostedClusterInfo, str | None, LocalSnapshot | None]:
+            cluster = rb.step(read_cluster, target)
+            if not from_backup:
+                return cluster, None, None  # the member to read comes from etcd's members
+            url = rb.step(choose_backup, target, params.aws, params.bucket or "", params.prefix, params.backup,
+                          cluster.uid)
+            return cluster, url, rb.step(fetch_snapshot.with_options(refresh_cache=refetch), target, params.source,
+                                         params.aws, url, None, params.work_dir)
+
+        def etcd_state() -> tuple[EtcdLayout, list[MemberStatus], list[str]]:
+            return rb.step(read_etcd_layout, target), rb.step(member_statuses, target), rb.step(pending_undo, target)
+
+        (cluster, backup_url, fetched), (layout, members, lowered) = side_by_side(cluster_and_backup, etcd_state)
+        if stale and params.source in ("snapshot", "member-db") and lowered:
+            raise RunbookError(f"{target}: the snapshot this operation took is no longer on this runner and etcd "
+                               "may already be stopped; restore from a backup instead: "
+                               + restore_command(params.model_copy(update={"source": "latest-backup",
+                                                                            "member": None}), None))
         member = _source_member(params, members)
         source = backup_url or f"{params.source} of {member}"
         if params.dry_run and params.source in ("snapshot", "member-db"):
@@ -234,8 +251,9 @@ def etcd_restore(params: EtcdRestoreParams) -> RunReport:
             rb.report.plan = restore_plan(params, target, layout, None, source)
             rb.report.verification.append(f"a real run reads the snapshot from {source} first and checks it")
             return rb.report
-        snapshot = rb.step(fetch_snapshot.with_options(refresh_cache=snapshot is None and restored is None), target,
-                           params.source, params.aws, backup_url, member, params.work_dir)
+        snapshot = fetched if fetched is not None else rb.step(
+            fetch_snapshot.with_options(refresh_cache=refetch), target, params.source, params.aws, backup_url, member,
+            params.work_dir)
         rb.report.verification.append(f"snapshot checked before any change: {snapshot.source}, SHA-256 "
                                       f"{snapshot.sha256}, revision {snapshot.revision}, {snapshot.size_bytes} bytes")
         rb.report.plan = restore_plan(params, target, layout, snapshot, source)

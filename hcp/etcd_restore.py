@@ -15,8 +15,10 @@ What differs from the documented commands, on purpose:
   way too;
 * the restore's `--initial-cluster`, `--initial-cluster-token` and `--initial-advertise-peer-urls`
   come from the StatefulSet's own environment (the document hard-codes three members and a token);
-* `--skip-hash-check` only for a copy of `member/snap/db` (which has no hash); a real snapshot's
-  integrity hash is checked (the document always skips it);
+* a real snapshot's integrity hash is checked (the document always skips it): on the runner, before
+  anything changes (hcp.snapshot_source), so the restores in the pod, of a copy whose SHA-256 is
+  compared with the runner's file, run with `--skip-hash-check` instead of hashing the file once
+  per member while the API is down; a copy of `member/snap/db` has no hash to check;
 * the old data directories are moved aside (`data.before-<operation>`), not deleted, until the
   restored etcd is verified: nothing is lost if the restore goes wrong;
 * every step is idempotent: each member's restore leaves a marker so a re-run never restores twice
@@ -29,8 +31,9 @@ import hashlib
 import re
 import shlex
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
@@ -53,7 +56,12 @@ DATA_MOUNT = "/var/lib"  # the etcd container mounts its claim here; data is /va
 RESTORE_ROOT = f"{DATA_MOUNT}/etcd-restore"  # in the data pod: each member's claim at RESTORE_ROOT/<member>
 SNAPSHOT_DIR = f"{RESTORE_ROOT}/snapshot"
 SNAPSHOT_NAME = "restored.snap.db"
-_COPY_CHUNK = 4 << 20
+_COPY_CHUNK = 1 << 20  # pod_exec's stdin frame: each chunk goes out as one frame, not re-sliced and copied
+# The data pod's shell is PID 1 of its container, which ignores SIGTERM unless it traps it: without
+# the trap every removal of the pod waits out the grace period before the members can start.
+_DATA_POD_SHELL = "trap 'exit 0' TERM; while true; do sleep 1000 & wait $!; done"
+_HEALTH_POLL_SECONDS = 0.25
+_HEALTH_EXEC_TIMEOUT = 10.0
 
 
 class EtcdRestoreError(RuntimeError):
@@ -179,7 +187,7 @@ def data_pod_deployment(layout: EtcdLayout, operation_id: str) -> dict[str, Any]
                 "spec": {
                     "containers": [{
                         "name": "access", "image": layout.image,
-                        "command": ["/usr/bin/bash"], "args": ["-c", "while true; do sleep 1000; done"],
+                        "command": ["/usr/bin/bash"], "args": ["-c", _DATA_POD_SHELL],
                         "volumeMounts": [{"name": f"data-{i}", "mountPath": layout.member_dir(m)}
                                          for i, m in enumerate(layout.members)]
                         + [{"name": "snapshot", "mountPath": SNAPSHOT_DIR}],
@@ -215,7 +223,8 @@ def start_data_pod(api: client.ApiClient, layout: EtcdLayout, operation_id: str,
 
 def copy_into_pod(api: client.ApiClient, layout: EtcdLayout, pod: str, source: Path, sha256: str, *,
                   timeout: float) -> None:
-    """Stream the local snapshot into the pod (`oc cp`), then check its SHA-256 there."""
+    """Stream the local snapshot into the pod (`oc cp`); the pod hashes it as it writes it (tee into
+    sha256sum: no second read of the file), and the copy takes its name only when whole."""
     namespace, target = layout.namespace, layout.snapshot_in_pod
     size = source.stat().st_size
     part = f"{target}.part"
@@ -225,9 +234,10 @@ def copy_into_pod(api: client.ApiClient, layout: EtcdLayout, pod: str, source: P
             while chunk := f.read(_COPY_CHUNK):
                 yield chunk
 
-    script = f"head -c {size} > {part} && sha256sum {part} && mv {part} {target}"
+    script = (f"set -o pipefail; head -c {size} | tee {part} | sha256sum && [ \"$(stat -c %s {part})\" = {size} ] "
+              f"&& mv {part} {target}")
     try:
-        out = pod_exec.run_with_input(api, namespace, pod, "access", ["sh", "-c", script], chunks(),
+        out = pod_exec.run_with_input(api, namespace, pod, "access", ["bash", "-c", script], chunks(),
                                       timeout=timeout).text
     except pod_exec.ExecError as e:
         raise EtcdRestoreError(f"copying the snapshot into {pod} failed: {e}", namespace=namespace,
@@ -341,20 +351,39 @@ def start_statefulset(api: client.ApiClient, layout: EtcdLayout, timeout: float)
 
 
 def wait_members_healthy(api: client.ApiClient, layout: EtcdLayout, timeout: float,
-                         interval: float = 0.5) -> list[MemberStatus]:
+                         interval: float = _HEALTH_POLL_SECONDS, *,
+                         new_api: Callable[[], client.ApiClient] | None = None) -> list[MemberStatus]:
     """Until every member answers `endpoint health` (a quorum read). etcd has no watch for its own
-    health, so this asks each member in turn, every `interval` seconds."""
+    health, so this asks the members every `interval` seconds: all at once when `new_api` is given
+    (each member through an ApiClient of its own: execs that overlap must not share one, see
+    hcp.pod_exec), else one after the other on `api`. One status exec is bounded well under the
+    wait: a member whose exec hangs is asked again the next round."""
     deadline = time.monotonic() + timeout
-    while True:
-        statuses = [member_status(api, EtcdMember(layout.namespace, pod)) for pod in list_members(api, layout.namespace)]
-        if len(statuses) == layout.replicas and all(s.healthy for s in statuses):
-            return statuses
-        if time.monotonic() > deadline:
-            listing = "; ".join(s.describe() for s in statuses) or "no members"
-            raise EtcdRestoreError(f"etcd not healthy after {timeout:.0f}s: {listing}", namespace=layout.namespace,
-                                   step="wait for etcd", next_step=f"look at `oc -n {layout.namespace} logs etcd-0 -c "
-                                   "etcd`; run again with the same operation id to keep waiting")
-        time.sleep(interval)
+    clients: dict[str, client.ApiClient] = {}
+
+    def status(pod: str) -> MemberStatus:
+        own = api
+        if new_api is not None:  # one client per member, used by one exec at a time (rounds do not overlap)
+            own = clients.get(pod) or clients.setdefault(pod, new_api())
+        return member_status(own, EtcdMember(layout.namespace, pod), timeout=_HEALTH_EXEC_TIMEOUT)
+
+    workers = max(1, layout.replicas) if new_api is not None else 1
+    try:
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="etcd-health") as pool:
+            while True:
+                statuses = list(pool.map(status, list_members(api, layout.namespace)))
+                if len(statuses) == layout.replicas and all(s.healthy for s in statuses):
+                    return statuses
+                if time.monotonic() > deadline:
+                    listing = "; ".join(s.describe() for s in statuses) or "no members"
+                    raise EtcdRestoreError(f"etcd not healthy after {timeout:.0f}s: {listing}",
+                                           namespace=layout.namespace, step="wait for etcd",
+                                           next_step=f"look at `oc -n {layout.namespace} logs etcd-0 -c etcd`; run "
+                                                     "again with the same operation id to keep waiting")
+                time.sleep(interval)
+    finally:
+        for own in clients.values():
+            own.close()
 
 
 def remove_previous_data(api: client.ApiClient, layout: EtcdLayout, operation_id: str) -> None:

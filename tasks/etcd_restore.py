@@ -7,9 +7,12 @@ the undo of a failed run may have put back what an earlier run of the operation 
 
 from __future__ import annotations
 
+import contextvars
 import tempfile
+from concurrent.futures import ThreadPoolExecutor, wait
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any, Callable
 
 from kubernetes import client
 from prefect import task
@@ -34,7 +37,7 @@ from tasks.etcd import snapshot_path
 
 __all__ = ["read_etcd_layout", "choose_backup", "fetch_snapshot", "stop_etcd",
            "start_data_pod", "copy_snapshot", "restore_data", "remove_data_pod", "start_etcd", "verify_restore",
-           "wait_cluster_available", "remove_previous_data", "RestoredData", "Verified", "work_dir_for"]
+           "wait_cluster_available", "remove_previous_data", "RestoredData", "Verified", "work_dir_for", "side_by_side"]
 
 RUNBOOK = "etcd-restore"
 
@@ -54,6 +57,17 @@ def work_dir_for(base: str | None, target: RunTarget) -> Path:
     """Where the operation keeps its snapshot on the runner (stable across re-runs of the operation)."""
     root = Path(base) if base else Path(tempfile.gettempdir()) / "hcp-runbooks"
     return root / target.operation_id
+
+
+def side_by_side(*calls: Callable[[], Any]) -> list[Any]:
+    """Run independent lines of read-only steps at once and return their results in order. Each runs
+    in a thread with a copy of the caller's context (as Prefect's own thread pool runs tasks), so its
+    steps are task runs of the flow; every task makes its own ApiClient (execs that overlap must not
+    share one). All are waited for; then the first failure, in the order given, is raised."""
+    with ThreadPoolExecutor(max_workers=max(1, len(calls)), thread_name_prefix="side-by-side") as pool:
+        futures = [pool.submit(contextvars.copy_context().run, call) for call in calls]
+        wait(futures)
+    return [f.result() for f in futures]
 
 
 @task(name="read-etcd-layout")
@@ -154,7 +168,7 @@ def copy_snapshot(target: RunTarget, layout: EtcdLayout, pod: str, snapshot: Loc
 def restore_data(target: RunTarget, layout: EtcdLayout, pod: str, snapshot: LocalSnapshot,
                  timeout_seconds: float) -> RestoredData:
     output = etcd_restore.run_restore(target.api_client(), layout, pod, target.operation_id,
-                                      skip_hash_check=snapshot.skip_hash_check, timeout=timeout_seconds)
+                                      skip_hash_check=snapshot.restore_skips_hash_check, timeout=timeout_seconds)
     return RestoredData(at=datetime.now(timezone.utc), output=output[-2000:])
 
 
@@ -167,7 +181,7 @@ def remove_data_pod(target: RunTarget, layout: EtcdLayout, timeout_seconds: floa
 def start_etcd(target: RunTarget, layout: EtcdLayout, timeout_seconds: float) -> list[MemberStatus]:
     api = target.api_client()
     etcd_restore.start_statefulset(api, layout, timeout_seconds)
-    return etcd_restore.wait_members_healthy(api, layout, timeout_seconds)
+    return etcd_restore.wait_members_healthy(api, layout, timeout_seconds, new_api=target.api_client)
 
 
 @task(name="verify-restore")
