@@ -19,7 +19,7 @@ from prefect import flow
 from prefect.runtime import flow_run
 from pydantic import AfterValidator, BaseModel, Field
 
-from hcp.etcd_health import HealthTable, claim_name, decide, member_ordinal, restore_command
+from hcp.etcd_health import HealthTable, claim_name, decide, member_ordinal, restore_advice, restore_commands
 from hcp.etcd_member import etcdctl_argv
 from hcp.etcd_replace import MemberChoice, choose
 from hcp.params import BucketName, HostedClusterName, ManagementParams, OperationId
@@ -48,7 +48,8 @@ EtcdMemberName = Annotated[str, AfterValidator(_member)]
 class EtcdMemberRecoveryParams(ManagementParams):
     """Parameters of etcd-member-recovery (the UI's form)."""
 
-    hosted_cluster: HostedClusterName = Field(description="the HostedCluster, NAMESPACE/NAME (e.g. clusters/prod-east-1)")
+    hosted_cluster: HostedClusterName = Field(description="the HostedCluster, NAMESPACE/NAME (e.g. "
+                                              "clusters/prod-east-1)")
     member: EtcdMemberName | None = Field(default=None, description="the failing member, etcd-N; default: the one "
                                           "failing member (a healthy one is refused)")
     bucket: BucketName | None = Field(default=None, description="the bucket of this cluster's backups: filled into "
@@ -137,20 +138,22 @@ def _gate_state(table: HealthTable, choice: MemberChoice) -> str:
 
 
 def _stopped_after_deleting(rb: Runbook, params: EtcdMemberRecoveryParams, target: RunTarget, choice: MemberChoice,
-                            restore: str, exc: BaseException) -> RunbookError:
+                            restore: list[str], exc: BaseException) -> RunbookError:
     """A failure once the PVC or pod may be gone: nothing can be put back (the data is deleted on
     purpose); say what state etcd is in and which command continues."""
     try:
         table = rb.step(etcd_health, target, "after a failure")
-        state = table.summary()
-        quorum_lost = not table.quorum_intact
+        state, quorum_lost = table.summary(), not table.quorum_intact
+        rb.report.cluster_state = table.markdown()
     except Exception as read_exc:  # the report still says what to run
         state, quorum_lost = f"the health table could not be read ({describe_error(read_exc)})", False
-    rb.report.verification.append(f"state after the failure: {state}")
+        rb.report.cluster_state = state
+    again = continue_command(params, target, choice.member)
     way_out = (f"Continue the operation (it deletes nothing already deleted and never the replacement; it waits "
-               f"again and re-replaces a replacement that never joined): `{continue_command(params, target, choice.member)}`")
+               f"again and re-replaces a replacement that never joined): `{again}`")
     if quorum_lost:
-        way_out += f". Quorum is lost now: if it does not come back, restore etcd: `{restore}`"
+        way_out += f". Quorum is lost now: if it does not come back, {restore_advice(restore)}"
+        rb.report.next_command = "\n".join([again, *restore])
     return RunbookError(f"{target}: replacing {choice.member} stopped: {describe_error(exc)}. State now: {state}. "
                         f"{way_out}")
 
@@ -164,8 +167,8 @@ def etcd_member_recovery(params: EtcdMemberRecoveryParams) -> RunReport:
         rb.step(read_cluster, target)
         table = rb.step(etcd_health, target, "before")
         rb.report.verification.append(f"before: {table.summary()}")
-        restore = restore_command(table, cluster=target.hosted_cluster, kubeconfig=params.management.kubeconfig,
-                                  context=params.management.context, bucket=params.bucket)
+        restore = restore_commands(table, cluster=target.hosted_cluster, kubeconfig=params.management.kubeconfig,
+                                   context=params.management.context, bucket=params.bucket)
         approved: MemberChoice | None = completed_result(record_choice, target)
         if approved is not None:
             # this operation's earlier run chose and got approval: continue with exactly those objects
@@ -177,9 +180,9 @@ def etcd_member_recovery(params: EtcdMemberRecoveryParams) -> RunReport:
             choice = approved
         else:
             decision = decide(table, params.member, restore)
-            if decision.restore:
-                rb.report.figures["use instead"] = decision.restore
             if decision.kind == "refuse":
+                rb.report.cluster_state = table.markdown()
+                rb.report.next_command = "\n".join(restore) if decision.restore else None
                 raise RunbookError(f"{target}: {decision.message}")
             if decision.kind == "healthy":
                 rb.report.verification.append(decision.message)
@@ -187,6 +190,7 @@ def etcd_member_recovery(params: EtcdMemberRecoveryParams) -> RunReport:
             assert decision.member is not None
             choice = choose(table, decision.member)
         rb.report.figures.update({"member": choice.member, "why": "; ".join(choice.reasons)})
+        rb.report.next_command = continue_command(params, target, choice.member)
         rb.report.plan = recovery_plan(params, target, choice, table)
         if params.dry_run:
             holder = rb.lock_state()
@@ -210,6 +214,7 @@ def etcd_member_recovery(params: EtcdMemberRecoveryParams) -> RunReport:
             rb.report.changes += [f"(an earlier run of this operation) {c}" if earlier else c for c in replaced.changes]
             rb.step(wait_for_replacement, target, choice, params.timeout_seconds)
             caught = rb.step(wait_for_catch_up, target, choice, params.timeout_seconds)
+            healthy_after = time.monotonic() - started
         except Exception as exc:
             raise _stopped_after_deleting(rb, params, target, choice, restore, exc) from exc
         rb.report.changes += caught.repairs
@@ -226,7 +231,7 @@ def etcd_member_recovery(params: EtcdMemberRecoveryParams) -> RunReport:
                                f"healthy: {after.summary()}")
         since = "approval" if approved is None else "the start of this continued run"
         rb.report.figures.update({
-            f"{since} to healthy member": f"{time.monotonic() - started:.1f} s",
+            f"{since} to healthy member": f"{healthy_after:.1f} s",
             "new member id": f"{caught.member_id:x}",
             "quorum": f"{after.healthy_voting} of {after.voting} healthy ({after.quorum} needed)"})
     return rb.report

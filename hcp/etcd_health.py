@@ -37,7 +37,8 @@ __all__ = [
     "PodState", "ClaimState", "MemberEntry", "EndpointHealth", "EndpointStatus", "MemberRow", "HealthTable",
     "Decision", "Verdict", "quorum_size", "fault_tolerance", "member_name", "member_ordinal", "claim_name",
     "peer_url", "pod_state", "claim_state", "classify", "build_table", "read_health", "decide",
-    "restore_command", "etcdctl_command", "parse_member_list", "parse_endpoint_health", "parse_endpoint_status",
+    "restore_commands", "restore_advice", "etcdctl_command", "parse_member_list", "parse_endpoint_health",
+    "parse_endpoint_status",
 ]
 
 # HyperShift's etcd StatefulSet (control-plane-operator v2/assets/etcd/statefulset.yaml).
@@ -342,8 +343,8 @@ class HealthTable:
         return next((r for r in self.rows if r.name == name), None)
 
     def summary(self) -> str:
-        parts = [f"{r.name} {r.verdict}" + (f" ({'; '.join(r.reasons)})" if r.reasons and r.verdict != "healthy" else "")
-                 for r in self.rows]
+        parts = [f"{r.name} {r.verdict}" + (f" ({'; '.join(r.reasons)})" if r.reasons and r.verdict != "healthy"
+                                            else "") for r in self.rows]
         quorum = (f"quorum {'intact' if self.quorum_intact else 'LOST'}: {self.healthy_voting} of {self.voting} "
                   f"voting members healthy, {self.quorum} needed")
         return f"{quorum}; " + "; ".join(parts)
@@ -376,13 +377,13 @@ class HealthTable:
 
 
 def classify(pod: PodState | None, entry: MemberEntry | None, health: EndpointHealth | None, *,
-             members_known: bool, now: datetime) -> tuple[Verdict, tuple[str, ...]]:
+             members_known: bool, now: datetime, in_statefulset: bool = True) -> tuple[Verdict, tuple[str, ...]]:
     """Healthy: the pod runs etcd, etcd lists the member as started and its endpoint is healthy.
     Failing: CrashLoopBackOff, Error, an init container crash-looping, not in the member list, or
     running but unhealthy past SETTLE_SECONDS (or after a crash). Starting: on its way (being
     created, initializing, just started) or being deleted: not something to act on."""
     if pod is None:
-        if entry is not None:
+        if entry is not None and not in_statefulset:
             return "failing", (f"etcd lists member {entry.hex_id} ({entry.name or 'unstarted'}) but no pod of "
                                "the StatefulSet stands for it",)
         return "starting", ("no pod yet (the StatefulSet controller creates it)",)
@@ -406,7 +407,7 @@ def classify(pod: PodState | None, entry: MemberEntry | None, health: EndpointHe
         return "healthy", ()
     why = ("endpoint unhealthy: " + (health.error or "health false")) if health is not None and not health.healthy \
         else "member not started in etcd (unstarted)" if entry is not None and not entry.started \
-        else "endpoint health unknown"
+        else "endpoint health unknown" if members_known else "etcd could not list its members (no quorum?)"
     uptime = pod.uptime(now)
     if crashed:
         return "failing", (f"{why}; crash-looping ({crash})",)
@@ -435,7 +436,8 @@ def build_table(namespace: str, replicas: int, pods: Sequence[PodState], claims:
             # no member list: what the member's own pod said about itself (local status)
             return None, status_by_url.get(name)
         h = next((health_by_url[u] for u in entry.client_urls if u in health_by_url), None)
-        s = status_by_id.get(entry.id) or next((status_by_url[u] for u in entry.client_urls if u in status_by_url), None)
+        s = status_by_id.get(entry.id) or next((status_by_url[u] for u in entry.client_urls if u in status_by_url),
+                                               None)
         return h, s
 
     rows: list[MemberRow] = []
@@ -456,7 +458,7 @@ def build_table(namespace: str, replicas: int, pods: Sequence[PodState], claims:
         # a member outside the StatefulSet (a scaled-down ordinal, an odd name): healthy or failing
         h, s = etcd_side(entry, entry.name)
         verdict, reasons = ("healthy", ()) if h is not None and h.healthy and entry.started else classify(
-            None, entry, h, members_known=True, now=now)
+            None, entry, h, members_known=True, now=now, in_statefulset=False)
         rows.append(MemberRow(name=entry.name or entry.hex_id, ordinal=None, pod=None, claim=None, entry=entry,
                               health=h, status=s, verdict=verdict, reasons=reasons))
     return HealthTable(namespace=namespace, replicas=replicas, rows=tuple(rows),
@@ -466,22 +468,22 @@ def build_table(namespace: str, replicas: int, pods: Sequence[PodState], claims:
 
 # -- reading it from a cluster --------------------------------------------------------------------------
 
-def etcdctl_command(*args: str) -> str:
-    """An etcdctl command line (for `sh -c`) against the local member, bounded by the command timeout."""
-    return " ".join(shlex.quote(a) for a in etcdctl_argv(f"--dial-timeout={_DIAL_TIMEOUT}",
-                                                         f"--command-timeout={_COMMAND_TIMEOUT}", *args))
+def etcdctl_command(*args: str, endpoints: Sequence[str] | None = None) -> str:
+    """An etcdctl command line (for `sh -c`) against the local member (or `endpoints`), bounded by the
+    dial and command timeouts."""
+    argv = etcdctl_argv(f"--dial-timeout={_DIAL_TIMEOUT}", f"--command-timeout={_COMMAND_TIMEOUT}", *args)
+    if endpoints is not None:  # a repeated --endpoints would add to the local one, not replace it
+        argv = [f"--endpoints={','.join(endpoints)}" if a.startswith("--endpoints=") else a for a in argv]
+    return " ".join(shlex.quote(a) for a in argv)
 
 
-def _cluster_view_script() -> list[str]:
-    """One exec: the member list, then (only if it answered: the --cluster commands build on it)
-    endpoint health and status of every member, side by side: an unreachable member costs each of
-    them a timeout, and waiting for both at once halves the time of a table with a dead member.
-    stderr keeps the per-endpoint failures."""
+def _health_and_status_script(endpoints: Sequence[str]) -> list[str]:
+    """`endpoint health` and `endpoint status` of the members' client URLs, side by side (each
+    unreachable endpoint costs each command a dial timeout). stderr keeps per-endpoint failures."""
     sep = shlex.quote(_SEPARATOR)
-    script = (f"{etcdctl_command('member', 'list', '-w', 'json')} || exit 3; echo; echo {sep}; "
-              'd=$(mktemp -d) || exit 4; '
-              f"{etcdctl_command('endpoint', 'health', '--cluster', '-w', 'json')} > $d/health & "
-              f"{etcdctl_command('endpoint', 'status', '--cluster', '-w', 'json')} > $d/status & "
+    script = ('d=$(mktemp -d) || exit 4; '
+              f"{etcdctl_command('endpoint', 'health', '-w', 'json', endpoints=endpoints)} > $d/health & "
+              f"{etcdctl_command('endpoint', 'status', '-w', 'json', endpoints=endpoints)} > $d/status & "
               f"wait; cat $d/health; echo; echo {sep}; cat $d/status; rm -rf $d; exit 0")
     return ["sh", "-c", script]
 
@@ -503,22 +505,45 @@ def _short(e: Exception) -> str:
     return str(e)[-300:]
 
 
-def _ask_etcd(api: client.ApiClient, namespace: str, candidates: Sequence[str]) -> _EtcdView:
-    """The member list and the --cluster health and status, from the first candidate pod that answers;
-    else each running pod's own endpoint status (no quorum needed)."""
+def _ask_etcd(api: client.ApiClient, namespace: str, pods: Sequence[PodState], now: datetime) -> _EtcdView:
+    """`endpoint health --cluster` and `endpoint status --cluster`, asked from the first running member
+    that lists the members. What --cluster would ask a member whose etcd container is not running
+    (crash-looping, being recreated) is answered here without dialing it (nothing listens: its health
+    is false), which spares every read of a table with a dead member a dial timeout. Without a member
+    list (no quorum), each running member's own endpoint status (served without quorum)."""
     view = _EtcdView()
     errors = []
+    # members whose etcd runs, longest-running first (most likely to be connected to a quorum)
+    candidates = [p.name for p in sorted((p for p in pods if p.etcd == "running" and not p.deleting
+                                          and p.phase == "Running"), key=lambda p: (p.started_at or now, p.name))]
+    by_name = {p.name: p for p in pods}
     for pod in candidates:
         try:
-            out = pod_exec.run(api, namespace, pod, ETCD_CONTAINER, _cluster_view_script(), timeout=_EXEC_TIMEOUT).text
-            parts = out.split(_SEPARATOR)
-            view.members = parse_member_list(parts[0])
-            view.health = parse_endpoint_health(parts[1]) if len(parts) > 1 else []
-            view.statuses = parse_endpoint_status(parts[2]) if len(parts) > 2 else []
-            view.asked = pod
-            return view
+            argv = ["sh", "-c", etcdctl_command("member", "list", "-w", "json")]
+            view.members = parse_member_list(pod_exec.run(api, namespace, pod, ETCD_CONTAINER, argv,
+                                                          timeout=_EXEC_TIMEOUT).text)
         except (ExecError, ValueError, KeyError, TypeError) as e:
             errors.append(f"{pod}: {_short(e)}")
+            continue
+        view.asked = pod
+        dial: list[str] = []
+        for m in view.members:
+            state = by_name.get(m.member or "")
+            ours = m.member is not None and member_ordinal(m.member) is not None  # a StatefulSet member
+            if ours and (state is None or state.etcd != "running"):
+                why = f"etcd container {state.status if state else 'has no pod'}: not dialed"
+                view.health += [EndpointHealth(u, False, why) for u in m.client_urls]
+            else:
+                dial += m.client_urls
+        if dial:
+            try:
+                parts = pod_exec.run(api, namespace, pod, ETCD_CONTAINER, _health_and_status_script(dial),
+                                     timeout=_EXEC_TIMEOUT).text.split(_SEPARATOR)
+                view.health += parse_endpoint_health(parts[0])
+                view.statuses = parse_endpoint_status(parts[1]) if len(parts) > 1 else []
+            except (ExecError, ValueError, KeyError, TypeError) as e:
+                view.error = f"{pod}: endpoint health/status: {_short(e)}"
+        return view
     view.error = "; ".join(errors) or "no etcd pod is running"
     for pod in candidates:
         argv = ["sh", "-c", etcdctl_command("endpoint", "status", "-w", "json")]
@@ -547,11 +572,7 @@ def read_health(api: client.ApiClient, namespace: str, *, cluster: str | None = 
         raise EtcdMemberError("there is no etcd StatefulSet", namespace=namespace, step="etcd health", cluster=cluster,
                               next_step="check that the hosted cluster uses managed etcd and that its control plane "
                                         "namespace exists (oc get hostedcontrolplane -A)")
-    now = datetime.now(timezone.utc)
-    # ask members whose etcd runs, longest-running first (most likely to have quorum)
-    running = sorted((p for p in pods if p.etcd == "running" and not p.deleting and p.phase == "Running"),
-                     key=lambda p: (p.started_at or now, p.name))
-    view = _ask_etcd(api, namespace, [p.name for p in running])
+    view = _ask_etcd(api, namespace, pods, datetime.now(timezone.utc))
     return build_table(namespace, replicas, pods, claims, view.members, view.health, view.statuses,
                        asked=view.asked, etcd_error=view.error, now=datetime.now(timezone.utc))
 
@@ -566,29 +587,41 @@ class Decision:
     restore: str | None = None  # refuse: the etcd-restore run to use instead, when that is the way out
 
 
-def restore_command(table: HealthTable, *, cluster: str, kubeconfig: str | Path | None, context: str | None,
-                    bucket: str | None) -> str:
-    """The etcd-restore run for a cluster this runbook must not touch: from the latest backup, or,
-    when no member runs etcd to take a snapshot from, from the data of the member that holds the
-    highest revision it last reported (else the first member with a volume)."""
+def restore_commands(table: HealthTable, *, cluster: str, kubeconfig: str | Path | None, context: str | None,
+                     bucket: str | None) -> list[str]:
+    """The etcd-restore runs for a cluster this runbook must not touch: from the latest backup; and,
+    when no member can take a snapshot (no etcd answers `endpoint status`) but a member's etcd
+    container runs so its files can be read, from that member's database (`member/snap/db`: it may
+    hold writes newer than the backup), the member with the highest revision it last reported."""
     argv = ["hcp-runbooks", "run", "etcd-restore"]
     if kubeconfig:
         argv += ["--kubeconfig", str(kubeconfig)]
     if context:
         argv += ["--context", context]
     argv += ["--cluster", cluster, "--bucket", bucket or "BUCKET"]
-    if any(r.answers for r in table.rows):
-        argv += ["--source", "latest-backup"]
-    else:
-        with_data = [r for r in table.rows if r.ordinal is not None and r.claim is not None and not r.claim.deleting]
-        best = max(with_data, key=lambda r: ((r.status.revision if r.status else -1), -(r.ordinal or 0)), default=None)
-        argv += ["--source", "member-db", "--member", best.name if best else member_name(0)]
-    return " ".join(shlex.quote(a) for a in argv)
+    out = [argv + ["--source", "latest-backup"]]
+    readable = [r for r in table.rows if r.ordinal is not None and r.pod is not None and r.pod.etcd == "running"
+                and not r.pod.deleting]
+    if readable and not any(r.answers for r in table.rows):
+        best = max(readable, key=lambda r: ((r.status.revision if r.status else -1), -(r.ordinal or 0)))
+        out.append(argv + ["--source", "member-db", "--member", best.name])
+    return [" ".join(shlex.quote(a) for a in cmd) for cmd in out]
 
 
-def decide(table: HealthTable, requested: str | None, restore: str) -> Decision:
+def restore_advice(commands: Sequence[str]) -> str:
+    """How a refusal names the way out."""
+    text = f"restore etcd from the latest backup: `{commands[0]}`"
+    if len(commands) > 1:
+        text += (f"; or, as no member can take a snapshot, from the data of a member whose etcd container runs "
+                 f"(may hold newer writes than the backup): `{commands[1]}`")
+    return text
+
+
+def decide(table: HealthTable, requested: str | None, restore: Sequence[str]) -> Decision:
     """What the member recovery runbook may do with this table. `requested`: the member the caller
-    named (it must be the failing one); `restore`: the etcd-restore run to print when refusing."""
+    named (it must be the failing one); `restore`: the etcd-restore runs to print when refusing
+    (restore_commands)."""
+    advice = restore_advice(restore)
     failing, starting = table.failing, table.starting
     names = [r.name for r in table.rows]
     if requested is not None and (requested not in names or member_ordinal(requested) is None or
@@ -603,13 +636,13 @@ def decide(table: HealthTable, requested: str | None, restore: str) -> Decision:
             return Decision("refuse", f"{why}, while {', '.join(r.name for r in starting)} "
                                       f"{'is' if len(starting) == 1 else 'are'} starting. Wait for "
                                       f"{'it' if len(starting) == 1 else 'them'} and run again; if quorum does not "
-                                      f"come back, restore etcd: {restore}. Nothing was changed.", restore=restore)
+                                      f"come back, {advice}. Nothing was changed.", restore=restore[0])
         return Decision("refuse", f"{why}. Replacing a member needs a working quorum (etcd must remove and add "
-                                  f"members); restore etcd instead: {restore}. Nothing was changed.", restore=restore)
+                                  f"members); {advice}. Nothing was changed.", restore=restore[0])
     if len(failing) > 1:
         return Decision("refuse", f"{len(failing)} members are failing ({', '.join(r.name for r in failing)}): this "
-                                  "runbook replaces one member at a time, only when exactly one is failing; restore "
-                                  f"etcd instead: {restore}. Nothing was changed.", restore=restore)
+                                  "runbook replaces one member at a time, only when exactly one is failing; "
+                                  f"{advice}. Nothing was changed.", restore=restore[0])
     if starting:
         unsettled = ", ".join(f"{r.name} ({'; '.join(r.reasons)})" for r in starting)
         return Decision("refuse", f"{unsettled}: not settled. "

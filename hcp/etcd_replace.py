@@ -143,7 +143,7 @@ def _healthy_peer(table: HealthTable, member: str) -> str:
     return min(peers, key=lambda r: (r.name != leader, r.name)).name  # the leader: no forwarding
 
 
-def replace_member(api: client.ApiClient, choice: MemberChoice, *, restore: str, on_change: OnChange,
+def replace_member(api: client.ApiClient, choice: MemberChoice, *, restore: list[str], on_change: OnChange,
                    cluster: str | None = None) -> Replaced:
     """Delete the chosen member's PVC then pod, after checking right before that they are still the
     failed member's and quorum holds. Idempotent: what is already gone is not deleted again, and a
@@ -252,17 +252,19 @@ def needs_rejoin_repair(row: MemberRow | None, choice: MemberChoice, members_kno
 
 
 def wait_caught_up(api: client.ApiClient, choice: MemberChoice, *, timeout: float, on_change: OnChange,
-                   cluster: str | None = None, interval: float = 0.5) -> CaughtUp:
+                   cluster: str | None = None, interval: float = 0.2) -> CaughtUp:
     """Until the replacement is healthy and caught up (see the module docstring). etcd's state has no
-    watch: the table is read again at growing intervals (0.5 s to 3 s). A replacement that never
-    joins is replaced once more (at most twice a run), adding its member back first if needed."""
+    watch: the table is read again at growing intervals (0.2 s to 3 s; each read is itself a few
+    round trips), and at once after the member first answers healthy (it usually has the leader's
+    revision by the next read). A replacement that never joins is replaced once more (at most twice
+    a run), adding its member back first if needed."""
     ns, member = choice.namespace, choice.member
     deadline = time.monotonic() + timeout
     target: tuple[str, int] | None = None  # (leader, its revision) when the new member first answered
     repairs: list[str] = []
-    repaired: set[str] = set()
-    table: HealthTable | None = None
+    repaired: set[str] = set()  # pod uids of replacements replaced again
     while True:
+        catching_up = False
         table = read_health(api, ns, cluster=cluster)
         row = table.row(member)
         leader = table.row(table.leader) if table.leader else None
@@ -275,22 +277,35 @@ def wait_caught_up(api: client.ApiClient, choice: MemberChoice, *, timeout: floa
                 return CaughtUp(member=member, member_id=row.entry.id, revision=row.status.revision,
                                 leader=leader.name, leader_revision=target[1], raft_index_gap=gap,
                                 healthy_at=datetime.now(timezone.utc), repairs=repairs)
+            catching_up = True  # healthy, not yet at the leader's revision: read again at once
         elif needs_rejoin_repair(row, choice, table.members is not None) and row is not None and row.pod and \
-                row.claim and row.pod.uid not in repaired and len(repairs) < _REPAIRS:
+                row.claim and row.pod.uid not in repaired and len(repaired) < _REPAIRS:
             repaired.add(row.pod.uid)
             repairs += _repair(api, table, row, on_change)
         if time.monotonic() >= deadline:
             raise EtcdMemberError(f"{member} is not healthy and caught up after {timeout:.0f} s: {table.summary()}",
                                   namespace=ns, pod=member, step="wait for the member to catch up", cluster=cluster,
                                   next_step=f"check `oc -n {ns} logs {member} -c etcd` and `-c reset-member`")
-        time.sleep(min(interval, max(0.0, deadline - time.monotonic())))
-        interval = min(interval * 1.5, 3.0)
+        if not catching_up:
+            time.sleep(min(interval, max(0.0, deadline - time.monotonic())))
+            interval = min(interval * 1.5, 3.0)
+
+
+def _init_log(api: client.ApiClient, namespace: str, pod: str) -> str:
+    """The last lines reset-member printed (why the member was not added back), or why they cannot be read."""
+    try:
+        text = client.CoreV1Api(api).read_namespaced_pod_log(pod, namespace, container="reset-member", tail_lines=4)
+    except ApiException as e:
+        return f"(its reset-member log cannot be read: {e.status} {e.reason})"
+    return " / ".join(line.strip() for line in (text or "").splitlines() if line.strip())[-600:]
 
 
 def _repair(api: client.ApiClient, table: HealthTable, row: MemberRow, on_change: OnChange) -> list[str]:
     ns, member = table.namespace, row.name
     assert row.pod is not None and row.claim is not None
-    done = []
+    done = [f"the replacement {member} (pod uid {row.pod.uid}) will never join: "
+            f"{'etcd lists no member for it' if row.entry is None else 'its member is unstarted and its etcd exited'}"
+            f"; reset-member said: {_init_log(api, ns, member)}"]
     if row.entry is None:
         added = add_member(api, ns, _healthy_peer(table, member), member)
         done.append(f"added member {member} back to etcd as {added:x}: reset-member had removed it and not added it")

@@ -52,7 +52,7 @@ def record_choice(target: RunTarget, choice: MemberChoice) -> MemberChoice:
 
 
 @checkpointed(name="replace-failed-member", retries=2, retry_delay_seconds=2)
-def replace_failed_member(target: RunTarget, choice: MemberChoice, restore: str) -> Replaced:
+def replace_failed_member(target: RunTarget, choice: MemberChoice, restore: list[str]) -> Replaced:
     return etcd_replace.replace_member(target.api_client(), choice, restore=restore, on_change=_on_change(target),
                                        cluster=target.management_cluster)
 
