@@ -203,7 +203,11 @@ def etcd_member_recovery(params: EtcdMemberRecoveryParams) -> RunReport:
             f"Lease {info.namespace}/{info.name}: holder {info.holder}, renewed {info.renew_time}, expires "
             f"{info.expires_at}", rb.report.plan, params.approval))
         if approved is None:
-            approval_gate(rb, "replace-member", f"Replace the failed etcd member {choice.member} of {target.ref}",
+            # The gate is named after exactly what it approves: a deployment run resumed after approval
+            # runs from the top and decides again; if it would now replace other objects, their gate
+            # has another name and asks again instead of reusing this answer.
+            approval_gate(rb, f"replace-{choice.member}-{choice.pod_uid[:8]}",
+                          f"Replace the failed etcd member {choice.member} of {target.ref}",
                           _gate_state(table, choice), rb.report.plan, params.approval)
             choice = rb.step(record_choice, target, choice)
         started = time.monotonic()

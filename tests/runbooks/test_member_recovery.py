@@ -309,7 +309,8 @@ def test_nothing_is_destroyed_until_approved_then_exactly_the_failed_member_is_r
         thread.join(300)
         report = out["state"].result()
     assert report.status == "succeeded", report.error
-    assert any("replace-member: approved by bob (INC-42)" in a for a in report.approvals)
+    assert any(a.startswith(f"replace-etcd-2-{before['pod/etcd-2'][:8]}: approved by bob (INC-42)")
+               for a in report.approvals), report.approvals
     after = objects(mgmt, ha)
     assert {k: v for k, v in after.items() if "etcd-2" not in k} == {k: v for k, v in before.items() if "etcd-2" not in k}
     assert after["pod/etcd-2"] != before["pod/etcd-2"] and after["pvc/data-etcd-2"] != before["pvc/data-etcd-2"]
@@ -321,6 +322,53 @@ def test_nothing_is_destroyed_until_approved_then_exactly_the_failed_member_is_r
     assert any(c.startswith("deleted PVC") for c in report.changes) and any(c.startswith("deleted pod") for c in report.changes)
     assert "etcd-2 healthy and caught up" in report.to_markdown()
     assert "| etcd-2 |" in _health_artifact(ha) and "intact" in _health_artifact(ha)
+
+
+# -- as a deployment: the run suspends at the gate (no process held) and resumes after `approve` ------------------
+
+def test_a_deployment_run_suspends_at_the_gate_deletes_nothing_and_replaces_after_approve(
+        prefect_server: Path, rb_world: World, mgmt: client.ApiClient, access: ClusterAccess, ha: str) -> None:
+    from prefect import Flow
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import Pause
+    from prefect.flow_engine import run_flow
+    from typer.testing import CliRunner
+
+    from cli.main import app
+    from deployments import ensure_work_pool
+    from hcp.lease_lock import LeaseLock
+    _all_healthy(mgmt, ha)
+    break_member(rb_world, mgmt, ha, "etcd-2")
+    before = objects(mgmt, ha)
+    ensure_work_pool("hcp-test-pool")
+    flow = Flow.from_source(source=str(Path(__file__).parents[2]),
+                            entrypoint="flows/etcd_member_recovery.py:etcd_member_recovery")
+    deployment = flow.deploy(name="etcd-member-recovery-test", work_pool_name="hcp-test-pool", build=False, push=False,
+                             print_next_steps=False)
+    p = {"hosted_cluster": ha, "management": access.model_dump(mode="json"), "approval": {"timeout_seconds": 600}}
+    with get_client(sync_client=True) as c:
+        flow_run = c.create_flow_run_from_deployment(deployment, parameters={"params": p})
+    with Deletions(mgmt, ha) as deleted:
+        try:  # what a worker does: the run suspends and the process is free to exit
+            run_flow(etcd_member_recovery, flow_run=flow_run)
+        except Pause:
+            pass
+        with get_client(sync_client=True) as c:
+            suspended = c.read_flow_run(flow_run.id)
+        assert suspended.state.is_paused() and suspended.state.name == "Suspended"
+        assert objects(mgmt, ha) == before and deleted.seen == []
+        ref = HostedClusterRef.parse(ha)
+        lease = LeaseLock.for_hosted_cluster(mgmt, ref.namespace, ref.name, "x").get()
+        assert lease is not None and lease.holder and lease.duration_seconds >= 600
+        result = CliRunner().invoke(app, ["approve", str(flow_run.id), "--approver", "hana", "--comment", "CHG-7"])
+        assert result.exit_code == 0, result.output
+        with get_client(sync_client=True) as c:
+            resumed = c.read_flow_run(flow_run.id)
+        report = run_flow(etcd_member_recovery, flow_run=resumed)  # the worker picks the resumed run up again
+    assert report.status == "succeeded", report.error
+    assert any("approved by hana (CHG-7)" in a for a in report.approvals)
+    deleted.only_the_failed_member(before, "etcd-2", report.changes)
+    _all_healthy(mgmt, ha, timeout=10)
 
 
 # -- killed after each destructive step, then re-run: ends correct, deletes nothing twice ----------------------
