@@ -27,7 +27,8 @@ from hcpsim.hypershift.etcd_writer import WriterSettings
 from hcpsim.hypershift.hosted_api import DnsRouting, HostedApis
 from hcpsim.hypershift.nodepool import NodePoolController, NodePoolSettings
 from hcpsim.hypershift.kinds import builtin_definitions
-from hcpsim.hypershift.operator import HostedClusterController, OperatorSettings, encryption_key_secret, install_operator
+from hcpsim.hypershift.operator import (EXTERNAL_DNS, OPERATOR_NAMESPACE, HostedClusterController, OperatorSettings,
+                                        encryption_key_secret, install_operator)
 from hcpsim.manifests import hosted_cluster, node_pool
 
 log = logging.getLogger("hcpsim.world")
@@ -117,7 +118,7 @@ class World:
         aws = self.aws
         dns = ExternalDNS(backend, lambda: aws.client("route53"), aws.zone_id, aws.domain, owner_id=cluster.name,
                           removal_delay=self.settings.dns_removal_delay, interval=self.settings.dns_interval,
-                          view=self.zone)
+                          view=self.zone, deployment=(OPERATOR_NAMESPACE, EXTERNAL_DNS))
         self._closers += [operator, cpo, dns, nodepools]
 
     def _etcd_objects(self, hcp: dict, namespace: str) -> list[tuple[str, str, dict]]:

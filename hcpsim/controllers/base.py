@@ -17,6 +17,17 @@ from hcpsim.apiserver.store import Event
 
 log = logging.getLogger("hcpsim.controllers")
 
+DEPLOYMENTS = ("apps", "deployments")
+
+
+def deployment_running(backend: Backend, namespace: str, name: str) -> bool:
+    """Whether the component a Deployment runs is up: the Deployment has a ready replica. A
+    component whose Deployment does not exist counts as running (a controller started on its own,
+    outside a world that deploys it). Scaling the Deployment to 0 stops the component, as on a
+    real cluster."""
+    deployment = backend.store.get(DEPLOYMENTS, namespace, name)
+    return deployment is None or bool((deployment.get("status") or {}).get("readyReplicas"))
+
 
 class Controller:
     name = "controller"

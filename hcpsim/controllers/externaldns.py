@@ -32,6 +32,7 @@ from typing import Any, Callable
 from hcpsim.apiserver.backend import Backend
 from hcpsim.apiserver.resources import Registry, ResourceType
 from hcpsim.apiserver.store import Event
+from hcpsim.controllers.base import DEPLOYMENTS, deployment_running
 
 log = logging.getLogger("hcpsim.externaldns")
 
@@ -230,7 +231,8 @@ class ExternalDNS:
 
     def __init__(self, backend: Backend, route53_client_factory: Callable[[], Any], zone_id: str, domain: str,
                  owner_id: str, removal_delay: float = 0.2, *, interval: float = 0.5, default_target: str | None = None,
-                 txt_suffix: str = TXT_SUFFIX, include_services: bool = True, view: ZoneView | None = None) -> None:
+                 txt_suffix: str = TXT_SUFFIX, include_services: bool = True, view: ZoneView | None = None,
+                 deployment: tuple[str, str] | None = None) -> None:
         self.backend = backend
         self.zone_id = zone_id.rsplit("/", 1)[-1]
         self.domain = _norm(domain)
@@ -241,6 +243,8 @@ class ExternalDNS:
         self.txt_suffix = txt_suffix
         self.include_services = include_services
         self.view = view
+        # (namespace, name) of the Deployment that runs this external-dns: scaled to 0, it stops.
+        self.deployment = deployment
         self._factory = route53_client_factory
         self._client: Any = None
         self._wake = threading.Event()
@@ -276,9 +280,20 @@ class ExternalDNS:
     def _on_event(self, event: Event) -> None:
         if event.key == ROUTES or (self.include_services and event.key == SERVICES):
             self._wake.set()
+        elif self.deployment and event.key == DEPLOYMENTS and (event.namespace, event.name) == self.deployment:
+            self._wake.set()
+
+    @property
+    def running(self) -> bool:
+        return self.deployment is None or deployment_running(self.backend, *self.deployment)
 
     def _loop(self) -> None:
         while not self._stopping.is_set():
+            if not self.running:
+                # Its pod is down: nothing is synced (pending removals wait for it to come back).
+                self._wake.wait(self.interval)
+                self._wake.clear()
+                continue
             try:
                 if self._client is None:
                     self._client = self._factory()

@@ -63,6 +63,7 @@ from hcpsim.apiserver.backend import MERGE_PATCH, DeleteOptions
 from hcpsim.apiserver.clock import now_rfc3339, parse_rfc3339
 from hcpsim.apiserver.errors import ApiError
 from hcpsim.apiserver.store import Event, copy_obj
+from hcpsim.controllers.base import DEPLOYMENTS, deployment_running
 from hcpsim.ec2 import RUNNING, TERMINATED, Ec2Instances, instance_id_of
 
 log = logging.getLogger("hcpsim.nodepool")
@@ -80,7 +81,6 @@ CONFIGMAPS = ("", "configmaps")
 NAMESPACES = ("", "namespaces")
 NODES = ("", "nodes")
 PODS = ("", "pods")
-DEPLOYMENTS = ("apps", "deployments")
 
 # The Cluster API controllers of a control plane run as these Deployments in its namespace
 # (hypershift-operator reconcileCAPIManager / reconcileCAPIProvider); scaled to 0, as the
@@ -430,12 +430,9 @@ class NodePoolController:
         ready replica (a namespace without them, as in a bare NodePool setup, counts as running)
         and the Cluster is not paused (CAPI skips every object of a paused Cluster, deletion
         included; HyperShift pauses it with the HostedCluster)."""
-        store = self.backend.store
-        for name in CAPI_DEPLOYMENTS:
-            deployment = store.get(DEPLOYMENTS, cp_ns, name)
-            if deployment is not None and not ((deployment.get("status") or {}).get("readyReplicas") or 0):
-                return False
-        return not any((c.get("spec") or {}).get("paused") for c in store.items(CLUSTERS, cp_ns))
+        if not all(deployment_running(self.backend, cp_ns, name) for name in CAPI_DEPLOYMENTS):
+            return False
+        return not any((c.get("spec") or {}).get("paused") for c in self.backend.store.items(CLUSTERS, cp_ns))
 
     def _on_hosted_change(self, cluster_id: str) -> None:
         with self.backend.store.lock:

@@ -20,7 +20,7 @@ from typing import Any, Hashable, Iterable
 from hcpsim.apiserver.backend import Backend, DeleteOptions
 from hcpsim.apiserver.errors import ApiError
 from hcpsim.apiserver.store import Event, copy_obj
-from hcpsim.controllers.base import Controller
+from hcpsim.controllers.base import Controller, deployment_running
 from hcpsim.hypershift import release
 
 log = logging.getLogger("hcpsim.hypershift")
@@ -36,6 +36,8 @@ CP_LABEL = "hypershift.openshift.io/hosted-control-plane"
 HC_ANNOTATION = "hypershift.openshift.io/cluster"
 FORCE_UPGRADE = "hypershift.openshift.io/force-upgrade-to"
 OPERATOR_NAMESPACE = "hypershift"
+OPERATOR_DEPLOYMENT = "operator"
+EXTERNAL_DNS = "external-dns"
 CLUSTER_NAME_LABEL = "cluster.x-k8s.io/cluster-name"
 # The Cluster API manager and the AWS provider of a control plane (hypershift-operator
 # reconcileCAPIManager / reconcileCAPIProvider); the NodePool controller's CAPI part acts only while
@@ -139,10 +141,23 @@ class Objects:
                 raise
 
 
-def install_operator(backend: Backend, supported: list[str] | None = None) -> None:
+def install_operator(backend: Backend, supported: list[str] | None = None, *, external_dns: bool = True) -> None:
     """What `hypershift install` leaves on a management cluster: namespace, operator Deployment,
-    and the supported-versions ConfigMap."""
+    the supported-versions ConfigMap, and (with --external-dns-*) the external-dns Deployment.
+    The simulated operator and external-dns act only while their Deployment has a ready replica
+    (scale one to 0 to stop it, as on a real cluster)."""
     objects = Objects(backend)
+    objects.ensure("", "namespaces", {"metadata": {"name": OPERATOR_NAMESPACE}})
+    if external_dns:
+        labels = {"app": EXTERNAL_DNS, "name": EXTERNAL_DNS, "hypershift.openshift.io/operator-component": EXTERNAL_DNS}
+        objects.ensure("apps", "deployments", {
+            "metadata": {"name": EXTERNAL_DNS, "namespace": OPERATOR_NAMESPACE, "labels": dict(labels)},
+            "spec": {"replicas": 1, "selector": {"matchLabels": {"name": EXTERNAL_DNS}},
+                     "template": {"metadata": {"labels": dict(labels)},
+                                  "spec": {"containers": [{"name": EXTERNAL_DNS,
+                                                           "image": "registry.k8s.io/external-dns/external-dns:v0.14.2",
+                                                           "args": ["--source=service", "--source=openshift-route",
+                                                                    "--registry=txt", "--txt-suffix=-external-dns"]}]}}}})
     objects.ensure("", "namespaces", {"metadata": {"name": OPERATOR_NAMESPACE}})
     objects.ensure("", "configmaps", {
         "metadata": {"name": "supported-versions", "namespace": OPERATOR_NAMESPACE,
@@ -170,6 +185,9 @@ class HostedClusterController(Controller):
     def keys_for(self, event: Event) -> Iterable[Hashable]:
         if event.key == HC_KEY:
             return [(event.namespace, event.name)]
+        if event.key == ("apps", "deployments") and event.namespace == OPERATOR_NAMESPACE:
+            # The operator's own pod came back (or went): look at every cluster again.
+            return self.initial_keys() if event.name == OPERATOR_DEPLOYMENT else ()
         # Anything in a control-plane namespace may change the HostedCluster's status.
         if event.key in (HCP_KEY, ("apps", "deployments"), ("apps", "statefulsets"), ("", "secrets")):
             ns_obj = self.backend.store.get(("", "namespaces"), "", event.namespace)
@@ -182,6 +200,8 @@ class HostedClusterController(Controller):
 
     def reconcile(self, key: Hashable) -> float | None:
         namespace, name = key  # type: ignore[misc]
+        if not deployment_running(self.backend, OPERATOR_NAMESPACE, OPERATOR_DEPLOYMENT):
+            return None  # the hypershift-operator pod is down: nothing reconciles
         hc = self.objects.get(HS, "hostedclusters", namespace, name)
         if hc is None:
             return None

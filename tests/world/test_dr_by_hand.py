@@ -460,3 +460,47 @@ def _records(r53: Any, world: World, name: str) -> dict[str, dict]:
             else:
                 out[rrset["Name"]] = {"targets": [v.rstrip(".") for v in values]}
     return out
+
+
+def test_operator_and_external_dns_stop_with_their_deployments(world: World, mgmt1: client.ApiClient, fresh_cluster) -> None:
+    """The hypershift-operator and external-dns of a management cluster are pods: scaled to 0 (the
+    migration script scales the operator down; a broken external-dns is what keeps the records
+    from going), they reconcile nothing until they run again."""
+    name = fresh_cluster()
+    cp = f"{NS}-{name}"
+    custom, apps = client.CustomObjectsApi(mgmt1), client.AppsV1Api(mgmt1)
+    r53 = world.aws.client("route53")
+
+    def hc() -> dict:
+        return custom.get_namespaced_custom_object(HS, HSV, NS, "hostedclusters", name)
+
+    def reconciling() -> bool:
+        return any(c["type"] == "ReconciliationActive" and c["status"] == "True" for c in hc()["status"]["conditions"])
+
+    wait_for(lambda: _condition(hc(), "Available") and len(_records(r53, world, name)) == 8, "cluster up, records published",
+             timeout=90)
+    apps.patch_namespaced_deployment_scale("operator", "hypershift", {"spec": {"replicas": 0}})
+    try:
+        wait_for(lambda: not (apps.read_namespaced_deployment("operator", "hypershift").status.ready_replicas or 0), "operator down")
+        custom.patch_namespaced_custom_object(HS, HSV, NS, "hostedclusters", name, {"spec": {"pausedUntil": "true"}})
+        time.sleep(0.5)
+        assert reconciling(), "the operator reconciled while scaled to 0"
+    finally:
+        apps.patch_namespaced_deployment_scale("operator", "hypershift", {"spec": {"replicas": 1}})
+    wait_for(lambda: not reconciling(), "the operator back, the cluster paused")
+
+    apps.patch_namespaced_deployment_scale("control-plane-operator", cp, {"spec": {"replicas": 0}})
+    apps.patch_namespaced_deployment_scale("external-dns", "hypershift", {"spec": {"replicas": 0}})
+    try:
+        wait_for(lambda: not (apps.read_namespaced_deployment("external-dns", "hypershift").status.ready_replicas or 0)
+                 and not (apps.read_namespaced_deployment("control-plane-operator", cp).status.ready_replicas or 0),
+                 "external-dns and the CPO down")
+        _kubectl(world, "mgmt1", "delete", "route", "-n", cp, "--all")
+        time.sleep(world.settings.dns_removal_delay + 3 * world.settings.dns_interval)
+        assert len(_records(r53, world, name)) == 8, "records removed with external-dns scaled to 0"
+    finally:
+        apps.patch_namespaced_deployment_scale("external-dns", "hypershift", {"spec": {"replicas": 1}})
+    wait_for(lambda: not _records(r53, world, name), "external-dns back, the records removed", timeout=30)
+    apps.patch_namespaced_deployment_scale("control-plane-operator", cp, {"spec": {"replicas": 1}})
+    custom.patch_namespaced_custom_object(HS, HSV, NS, "hostedclusters", name, {"spec": {"pausedUntil": None}})
+    wait_for(lambda: len(_records(r53, world, name)) == 8, "the Routes and their records back", timeout=30)
