@@ -14,7 +14,11 @@ As the real deployment (`--source=service --source=openshift-route --registry=tx
   alone (a hosted cluster whose control plane moved to another management cluster gets its records
   from there once the source's external-dns has removed its own);
 - records whose source objects are gone are deleted after `removal_delay` seconds (the real one
-  notices at its next sync, `--interval=1m`).
+  notices at its next sync, `--interval=1m`);
+- it syncs only while its Deployment (`deployment`, hypershift/external-dns in the world) has a
+  ready replica: scaled to 0, records stay as they are;
+- what it lists and changes feeds a `ZoneView`, through which the world resolves the hosted APIs'
+  hostnames.
 
 Route (route.openshift.io/v1) is an OpenShift API type, not a CRD: `register_route_type` adds it
 to a simulated cluster.

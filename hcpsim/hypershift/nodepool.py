@@ -34,6 +34,16 @@ controller thread per management cluster:
 - `spec.pausedUntil` (`true` or a future RFC3339 time) on the NodePool, or on its HostedCluster,
   freezes the pool: nothing created, scaled or deleted; MachineDeployment/MachineSet get the
   `cluster.x-k8s.io/paused` annotation and ReconciliationActive turns False (ReconciliationPaused).
+- The CAPI/CAPA part acts only while the control plane's `cluster-api` and
+  `capi-provider-controller-manager` Deployments have a ready replica (absent counts as running)
+  and its Cluster is not paused, deletion included: Machines and AWSMachines deleted meanwhile stay,
+  held by their finalizers, and their instances keep running. A NodePool deleted then is released
+  at once (upstream does not wait for its machines). MachineDeployments adopt orphan MachineSets and
+  MachineSets orphan Machines that match their selector (CAPI adoptOrphan); a restored Machine gets
+  its finalizer back, a restored AWSMachine its owner and finalizer; an AWSMachine naming an
+  instance (spec.instanceID / providerID) adopts it from the world's EC2 instances (hcpsim.ec2)
+  instead of launching one (InstanceNotFound when EC2 does not know it). Terminating an instance
+  removes a Node it still had.
 - While the hosted API does not answer, machines keep running and Nodes stay as they were; Node
   registration, drains and in-place updates wait for it. If it stays away longer than
   `api_unreachable_grace_seconds`, nodes go Ready=Unknown (NodeStatusUnknown) and come back Ready

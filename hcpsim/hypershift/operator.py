@@ -1,6 +1,8 @@
 """The simulated hypershift-operator of one management cluster: HostedCluster -> control-plane
-namespace, HostedControlPlane, Cluster API objects, the control-plane-operator Deployment, copied
-secrets, version bookkeeping (upgrades) and status, with pausedUntil honoured as the real one does.
+namespace, HostedControlPlane, Cluster API objects, the control-plane-operator, cluster-api and
+capi-provider Deployments, copied secrets, version bookkeeping (upgrades) and status, with
+pausedUntil honoured as the real one does (finalizer first, then the pause check). It acts only
+while its own Deployment (hypershift/operator) has a ready replica.
 
 What runs inside the control-plane namespace (kube-apiserver, etcd, Routes...) is the
 control-plane-operator's job (control_plane.py), which acts only while its Deployment has a ready
