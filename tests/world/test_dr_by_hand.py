@@ -187,6 +187,10 @@ def test_disaster_recovery_by_hand_moves_the_cluster_to_mgmt2(world: World, mgmt
     api_host = f"api-{name}.{world.settings.external_dns_domain}"
     assert _records(r53, world, name)[api_host + "."]["targets"] == [router_hostname("mgmt1")]
 
+    # Nodes whose kubelets cannot post status for longer than this turn Ready=Unknown (the
+    # Kubernetes node-monitor-grace-period, 40 s): the move must keep the API's outage shorter.
+    grace = world.settings.nodepools.api_unreachable_grace_seconds
+    world.settings.nodepools.api_unreachable_grace_seconds = 40.0
     watch = DataPlaneWatch(world, cluster_id, hosted)
     try:
         # ---- Backup (on mgmt1) ------------------------------------------------------------------
@@ -381,6 +385,7 @@ def test_disaster_recovery_by_hand_moves_the_cluster_to_mgmt2(world: World, mgmt
             "every workload pod Running")
     finally:
         watch.stop()
+        world.settings.nodepools.api_unreachable_grace_seconds = grace
 
     # ---- What the migration guarantees ----------------------------------------------------------
     assert watch.problems == [], watch.problems
