@@ -193,7 +193,7 @@ def _subflow_task_seconds(fleet_run_id: Any) -> dict[str, Any]:
 def _child_diag(spec: dict[str, Any]) -> dict[str, Any]:
     """Where an online backup's time goes, piece by piece, without Prefect: the pod-side commands
     of the snapshot-etcd step one by one, the exec `cat` stream alone and the product's hashed
-    stream (cat, tee, the in-pod hasher) alone, the product's `upload_stream` of a local copy against
+    stream (cat beside the in-pod hasher) alone, the product's `upload_stream` of a local copy against
     boto3's `upload_file` of the same copy, and the upload-snapshot step's pipeline (the hashed
     stream into upload_stream, checked: `upload_snapshot_file`)."""
     from hcp import pod_exec, s3_transfer
@@ -230,16 +230,15 @@ def _child_diag(spec: dict[str, Any]) -> dict[str, Any]:
         timed("pod_snapshot_save", lambda: run(etcdctl_argv("snapshot", "save", path)))
         timed("pod_snapshot_status", lambda: run(etcdctl_argv("snapshot", "status", path, "-w", "json")))
         timed("pod_sha256sum", lambda: run(["sha256sum", path]))
-        timed("pod_small_exec", lambda: run(["stat", "-c", "%s", path]))
+        pod_size = int(timed("pod_small_exec", lambda: run(["stat", "-c", "%s", path])).text)
         out["exec_cat_bytes"] = timed("exec_cat", lambda: drain(pod_exec.stream_stdout(api, ns, pod, "etcd", ["cat", path])))
         timed("exec_hashed", lambda: drain(stream_hashed_snapshot(api, member, path)))
-        size = os.path.getsize(local)
         sse = {"sse": "AES256"}
         timed("upload_stream_local", lambda: s3_transfer.upload_stream(s3, bucket, f"{prefix}/a.db", local_chunks(), **sse))
         timed("upload_file_local", lambda: s3.upload_file(local, bucket, f"{prefix}/b.db",
                                                           ExtraArgs={"ServerSideEncryption": "AES256"}))
         timed("hashed_stream_into_upload", lambda: upload_snapshot_file(api, member, path, s3, bucket, f"{prefix}/c.db",
-                                                                        size_bytes=size, **sse))
+                                                                        size_bytes=pod_size, **sse))
     finally:
         run(["rm", "-f", path])
         api.close()
@@ -511,7 +510,7 @@ def _print_diag(d: dict[str, Any]) -> dict[str, float]:
           f"{d['floor_snapshot_s']:.2f} s); then in the pod: snapshot status {d['pod_snapshot_status']:.2f} s, "
           f"a trivial exec (stat) {d['pod_small_exec']:.2f} s; (sha256sum of the file {d['pod_sha256sum']:.2f} s: "
           "no longer a step of its own)")
-    print(f"    upload: exec cat alone {d['exec_cat']:.2f} s ({mb / d['exec_cat']:.0f} MB/s); the hashed stream (cat, tee, "
+    print(f"    upload: exec cat alone {d['exec_cat']:.2f} s ({mb / d['exec_cat']:.0f} MB/s); the hashed stream (cat beside the "
           f"in-pod hasher) alone {d['exec_hashed']:.2f} s; the product's upload_stream of a local copy "
           f"{d['upload_stream_local']:.2f} s ({mb / d['upload_stream_local']:.0f} MB/s); boto3 upload_file of it "
           f"{d['upload_file_local']:.2f} s ({mb / d['upload_file_local']:.0f} MB/s); the hashed stream into "
