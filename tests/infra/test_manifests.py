@@ -35,30 +35,80 @@ ROLES = {CLUSTER: "hcp-runbooks", HCNS: "hcp-runbooks-hosted-cluster-namespace"}
 # Every Kubernetes API access of the code, as (scope, apiGroup, resource, verb). Derived by reading
 # hcp/, tasks/, flows/; test_required_matches_the_code's scan keeps it honest: a new API call
 # fails that test until it is added here (and a rule to infra/rbac.yaml), so it shows up in review.
+# CLUSTER holds what spans namespaces and everything in the control plane namespaces (created per
+# hosted cluster: no static RoleBinding can name them), writes there included; HCNS what stays in
+# the HostedCluster's own namespace.
 REQUIRED: list[tuple[str, str, str, str]] = [
-    # etcd-backup read-hosted-cluster, quiesce-control-plane: hcp.hosted_cluster.read_hosted_cluster
+    # etcd-backup read-hosted-cluster, quiesce-control-plane: hcp.hosted_cluster.read_hosted_cluster;
+    # etcd-backup save-cluster-objects; etcd-restore-new-cluster inspect-target, create-hosted-cluster
+    # (re-run: its own), diagnose, remove-created
     (CLUSTER, HC, "hostedclusters", "get"),
-    # fleet-backup discover-hosted-clusters (all namespaces), and the list of the pause wait
+    # fleet-backup discover-hosted-clusters (all namespaces), and the list of the pause wait;
+    # etcd-restore-new-cluster inspect-target (clusterID/infraID of every other HostedCluster)
     (CLUSTER, HC, "hostedclusters", "list"),
-    # quiesce-control-plane waits for ReconciliationActive=False: tasks.hosted_cluster._wait_paused
+    # quiesce-control-plane waits for ReconciliationActive=False: tasks.hosted_cluster._wait_paused;
+    # etcd-restore wait-hosted-cluster-available; etcd-restore-new-cluster wait-restored, remove-created
     (CLUSTER, HC, "hostedclusters", "watch"),
     # quiesce-control-plane sets spec.pausedUntil; restore-availability/recover/undo put it back
     (HCNS, HC, "hostedclusters", "patch"),
+    # etcd-restore-new-cluster create-hosted-cluster (with its one restoreSnapshotURL)
+    (HCNS, HC, "hostedclusters", "create"),
+    # etcd-restore-new-cluster remove-created: the HostedCluster this operation created (labelled with its id)
+    (HCNS, HC, "hostedclusters", "delete"),
+    # etcd-backup save-cluster-objects (the HostedCluster's NodePools); etcd-restore-new-cluster
+    # inspect-target (names taken), remove-created (this operation's, by label)
+    (HCNS, HC, "nodepools", "list"),
+    # etcd-restore-new-cluster create-nodepools: a re-run reads the NodePool that answered 409
+    (HCNS, HC, "nodepools", "get"),
+    # etcd-restore-new-cluster create-nodepools
+    (HCNS, HC, "nodepools", "create"),
+    # etcd-restore-new-cluster remove-created
+    (HCNS, HC, "nodepools", "delete"),
     # quiesce-control-plane/restore-availability wait for the API servers: wait_deployment_settled (list+watch)
     (CLUSTER, "apps", "deployments", "list"),
     (CLUSTER, "apps", "deployments", "watch"),
+    # etcd-restore start-data-pod: a re-run reads the data-access Deployment that answered 409 (whose is it?)
+    (CLUSTER, "apps", "deployments", "get"),
+    # etcd-restore start-data-pod: the documented data-access Deployment in the control plane namespace
+    (CLUSTER, "apps", "deployments", "create"),
+    # etcd-restore remove-data-pod, and recover/undo of a failed restore (delete-deployment)
+    (CLUSTER, "apps", "deployments", "delete"),
     # quiesce-control-plane records the replica count before scaling; undo checks the Deployment exists
     (CLUSTER, "apps", "deployments/scale", "get"),
     # quiesce-control-plane scales to 0; restore-availability/recover/undo scale back
     (CLUSTER, "apps", "deployments/scale", "patch"),
-    # etcd-member-status: the app=etcd pods of the control plane namespace
+    # etcd-restore read-etcd-layout (image, replicas, claim template, initial cluster);
+    # etcd-restore-new-cluster wait-restored
+    (CLUSTER, "apps", "statefulsets", "get"),
+    # etcd-member-recovery etcd-health (replica count); recover/undo of stop-etcd checks it exists
+    (CLUSTER, "apps", "statefulsets/scale", "get"),
+    # etcd-restore stop-etcd (to 0), start-etcd and recover/undo (back to the recorded count)
+    (CLUSTER, "apps", "statefulsets/scale", "patch"),
+    # etcd-member-status: the app=etcd pods of the control plane namespace; etcd-restore
+    # wait-etcd-stopped, start-data-pod, remove-data-pod, start-etcd (wait_for_set: list+watch);
+    # etcd-member-recovery etcd-health, wait-for-new-pvc-and-pod
     (CLUSTER, "", "pods", "list"),
-    # etcd-member-status: a member pod is Running and not being deleted
+    (CLUSTER, "", "pods", "watch"),
+    # etcd-member-status: a member pod is Running and not being deleted; etcd-restore-new-cluster diagnose
     (CLUSTER, "", "pods", "get"),
-    # every in-pod step (etcdctl status/health, snapshot save/status, sha256sum, stat, cat, test, rm):
-    # a websocket GET, authorized as get (older API servers) and also as create (1.30+)
+    # etcd-member-recovery replace-failed-member: the failed member's pod (uid precondition);
+    # wait-member-caught-up: a replacement that never joined, replaced again
+    (CLUSTER, "", "pods", "delete"),
+    # etcd-member-recovery wait-member-caught-up (reset-member's log); etcd-restore-new-cluster diagnose (etcd-init)
+    (CLUSTER, "", "pods/log", "get"),
+    # every in-pod step (etcdctl status/health, snapshot save/status, sha256sum, stat, cat, test, rm;
+    # etcd-restore copy-snapshot-in with stdin, restore-data, remove-previous-data; etcd-member-recovery
+    # member add): a websocket GET, authorized as get (older API servers) and also as create (1.30+)
     (CLUSTER, "", "pods/exec", "get"),
     (CLUSTER, "", "pods/exec", "create"),
+    # etcd-member-recovery etcd-health (the app=etcd claims), wait-for-new-pvc-and-pod (list+watch)
+    (CLUSTER, "", "persistentvolumeclaims", "list"),
+    (CLUSTER, "", "persistentvolumeclaims", "watch"),
+    # etcd-member-recovery replace-failed-member: the failed member's claim data-etcd-N (uid precondition);
+    # wait-member-caught-up: a never-joined replacement's
+    (CLUSTER, "", "persistentvolumeclaims", "delete"),
+    # etcd-restore-new-cluster inspect-target: does the target namespace exist (it may not: no RoleBinding yet)
+    (CLUSTER, "", "namespaces", "get"),
     # recover find-undo-journals: ConfigMaps labelled hcp-runbooks/operation-id in all namespaces
     (CLUSTER, "", "configmaps", "list"),
     # the undo journal: read-undo-journal, record, unwind, close (hcp.undo_journal.UndoJournal)
@@ -70,24 +120,36 @@ REQUIRED: list[tuple[str, str, str, str]] = [
     (HCNS, "coordination.k8s.io", "leases", "get"),
     (HCNS, "coordination.k8s.io", "leases", "create"),
     (HCNS, "coordination.k8s.io", "leases", "update"),
-    # save-encryption-key: the secret named by spec.secretEncryption.aescbc.activeKey.name
+    # save-encryption-key: the secret named by spec.secretEncryption.aescbc.activeKey.name;
+    # etcd-restore-new-cluster inspect-target, restore-encryption-key (the referenced secrets exist?)
     (HCNS, "", "secrets", "get"),
+    # etcd-restore-new-cluster restore-encryption-key: the backup's AES key, when the target lacks it
+    (HCNS, "", "secrets", "create"),
+    # etcd-restore-new-cluster remove-created: the secrets this operation created (label selector)
+    (HCNS, "", "secrets", "list"),
+    (HCNS, "", "secrets", "delete"),
 ]
 
 # How each method of the official client the code uses maps to RBAC (group, resource, verb).
-_HCS = (HC, "hostedclusters")
 CLIENT_CALLS: dict[str, list[tuple[str, str, str]]] = {
     "get_api_versions": [],  # GET /api: discovery, granted to every authenticated identity (system:discovery)
-    "get_namespaced_custom_object": [(*_HCS, "get")],
-    "list_namespaced_custom_object": [(*_HCS, "list")],
-    "list_cluster_custom_object": [(*_HCS, "list")],
-    "patch_namespaced_custom_object": [(*_HCS, "patch")],
     "list_namespaced_deployment": [("apps", "deployments", "list")],
+    "read_namespaced_deployment": [("apps", "deployments", "get")],
+    "create_namespaced_deployment": [("apps", "deployments", "create")],
+    "delete_namespaced_deployment": [("apps", "deployments", "delete")],
     "read_namespaced_deployment_scale": [("apps", "deployments/scale", "get")],
     "patch_namespaced_deployment_scale": [("apps", "deployments/scale", "patch")],
+    "read_namespaced_stateful_set": [("apps", "statefulsets", "get")],
+    "read_namespaced_stateful_set_scale": [("apps", "statefulsets/scale", "get")],
+    "patch_namespaced_stateful_set_scale": [("apps", "statefulsets/scale", "patch")],
     "list_namespaced_pod": [("", "pods", "list")],
     "read_namespaced_pod": [("", "pods", "get")],
+    "delete_namespaced_pod": [("", "pods", "delete")],
+    "read_namespaced_pod_log": [("", "pods/log", "get")],
     "connect_get_namespaced_pod_exec": [("", "pods/exec", "get"), ("", "pods/exec", "create")],
+    "list_namespaced_persistent_volume_claim": [("", "persistentvolumeclaims", "list")],
+    "delete_namespaced_persistent_volume_claim": [("", "persistentvolumeclaims", "delete")],
+    "read_namespace": [("", "namespaces", "get")],
     "list_config_map_for_all_namespaces": [("", "configmaps", "list")],
     "read_namespaced_config_map": [("", "configmaps", "get")],
     "create_namespaced_config_map": [("", "configmaps", "create")],
@@ -97,10 +159,26 @@ CLIENT_CALLS: dict[str, list[tuple[str, str, str]]] = {
     "create_namespaced_lease": [("coordination.k8s.io", "leases", "create")],
     "replace_namespaced_lease": [("coordination.k8s.io", "leases", "update")],
     "read_namespaced_secret": [("", "secrets", "get")],
+    "create_namespaced_secret": [("", "secrets", "create")],
+    "list_namespaced_secret": [("", "secrets", "list")],
+    "delete_namespaced_secret": [("", "secrets", "delete")],
 }
-# The plural argument's position in the custom-object methods (group, version, [namespace,] plural, ...).
-_PLURAL_INDEX = {"get_namespaced_custom_object": 3, "list_namespaced_custom_object": 3,
-                 "patch_namespaced_custom_object": 3, "list_cluster_custom_object": 2}
+# The custom-object methods: the verb, and the plural argument's position (group, version,
+# [namespace,] plural, ...). The resource is the call's own (group, plural), which must be one of
+# CUSTOM_RESOURCES and resolve to constants the scan can read.
+CUSTOM_CALLS: dict[str, tuple[str, int]] = {
+    "get_namespaced_custom_object": ("get", 3),
+    "list_namespaced_custom_object": ("list", 3),
+    "list_cluster_custom_object": ("list", 2),
+    "patch_namespaced_custom_object": ("patch", 3),
+    "create_namespaced_custom_object": ("create", 3),
+    "delete_namespaced_custom_object": ("delete", 3),
+}
+CUSTOM_RESOURCES = {(HC, "hostedclusters"), (HC, "nodepools")}
+# Functions the code hands a client method to: wait_for_object/wait_for_set (hcp/waits.py) list
+# and then watch from that list; stream() opens the exec websocket.
+WATCHED_BY = ("wait_for_object", "wait_for_set")
+HANDED_TO = (*WATCHED_BY, "stream")
 
 
 # -- parsing ---------------------------------------------------------------------------------------
@@ -236,28 +314,32 @@ def _scan(files: list[tuple[str, str]]) -> tuple[set[tuple[str, str, str]], list
             callee = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
             if isinstance(func, ast.Attribute) and func.attr in methods:
                 method, target, watched = func.attr, func, False
-            elif callee in ("wait_for_object", "stream") and node.args and isinstance(node.args[0], ast.Attribute) \
+            elif callee in HANDED_TO and node.args and isinstance(node.args[0], ast.Attribute) \
                     and node.args[0].attr in methods:
-                # a list method handed to the watch-based wait, or the exec method handed to stream()
-                method, target, watched = node.args[0].attr, node.args[0], callee == "wait_for_object"
+                # a list method handed to a watch-based wait, or the exec method handed to stream()
+                method, target, watched = node.args[0].attr, node.args[0], callee in WATCHED_BY
             else:
                 continue
             understood.add(id(target))
             where = f"{rel}:{node.lineno} {method}"
-            if method not in CLIENT_CALLS:
+            if method in CUSTOM_CALLS:
+                verb, index = CUSTOM_CALLS[method]
+                kw = {k.arg: k.value for k in node.keywords}
+                # handed to a wait: only its keyword arguments reach the list method
+                args = node.args if target is func else []
+                plural = _constant(kw.get("plural", args[index] if len(args) > index else None), names)
+                group = _constant(kw.get("group", args[0] if args else None), names)
+                if (group, plural) not in CUSTOM_RESOURCES:
+                    problems.append(f"{where}: custom resource {group}/{plural}, not one of {sorted(CUSTOM_RESOURCES)}"
+                                    " (or not a constant the scan can read): map it")
+                    continue
+                tuples = [(group, plural, verb)]
+            elif method in CLIENT_CALLS:
+                tuples = CLIENT_CALLS[method]
+            else:
                 problems.append(f"{where}: a Kubernetes API call not in CLIENT_CALLS: map it, add it to REQUIRED "
                                 "and a rule to infra/rbac.yaml")
                 continue
-            if method in _PLURAL_INDEX:  # custom objects: only HostedClusters are mapped
-                kw = {k.arg: k.value for k in node.keywords}
-                # handed to wait_for_object: only its keyword arguments reach the list method
-                args = node.args if target is func else []
-                index = _PLURAL_INDEX[method]
-                plural = _constant(kw.get("plural", args[index] if len(args) > index else None), names)
-                group = _constant(kw.get("group", args[0] if args else None), names)
-                if (group, plural) != _HCS:
-                    problems.append(f"{where}: custom resource {group}/{plural}, not {_HCS}: map it")
-            tuples = CLIENT_CALLS[method]
             needed |= set(tuples)
             if watched:
                 needed |= {(g, r, "watch") for g, r, v in tuples if v == "list"}
@@ -282,17 +364,43 @@ def test_required_matches_the_code() -> None:
 
 def test_the_scan_notices_new_api_calls() -> None:
     """What a change to the code would look like to test_required_matches_the_code."""
-    new_call = "from kubernetes import client\nclient.AppsV1Api(api).read_namespaced_stateful_set('etcd', ns)\n"
+    new_call = "from kubernetes import client\nclient.AppsV1Api(api).patch_namespaced_stateful_set('etcd', ns, body)\n"
     _, problems = _scan([("hcp/x.py", new_call)])
-    assert len(problems) == 1 and "read_namespaced_stateful_set" in problems[0] and "not in CLIENT_CALLS" in problems[0]
-    other_crd = "custom.list_namespaced_custom_object(GROUP, VERSION, ns, 'nodepools')\n"
+    assert len(problems) == 1 and "patch_namespaced_stateful_set" in problems[0]
+    assert "not in CLIENT_CALLS" in problems[0]
+    # the scale subresource is its own resource: scaling a StatefulSet is not a patch of it
+    scaled = ("apps.read_namespaced_stateful_set_scale('etcd', ns)\n"
+              "apps.patch_namespaced_stateful_set_scale('etcd', ns, b)\n")
+    needed, problems = _scan([("hcp/x.py", scaled)])
+    assert not problems and needed == {("apps", "statefulsets/scale", "get"), ("apps", "statefulsets/scale", "patch")}
+    # custom objects: the resource is the call's own (group, plural), mapped only for those listed
+    other_crd = "custom.list_namespaced_custom_object(GROUP, VERSION, ns, 'hostedcontrolplanes')\n"
     _, problems = _scan([("hcp/x.py", other_crd)])
-    assert len(problems) == 1 and "nodepools" in problems[0]
+    assert len(problems) == 1 and "hostedcontrolplanes" in problems[0]
+    unreadable = "custom.delete_namespaced_custom_object(GROUP, VERSION, ns, kind_plural, name)\n"
+    _, problems = _scan([("hcp/x.py", unreadable)])
+    assert len(problems) == 1 and "None" in problems[0] and "map it" in problems[0]
+    pools = ("custom.create_namespaced_custom_object(GROUP, VERSION, ns, 'nodepools', body)\n"
+             "custom.delete_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, name)\n")
+    needed, problems = _scan([("hcp/x.py", pools)])
+    assert not problems and needed == {(HC, "nodepools", "create"), (HC, "hostedclusters", "delete")}
     watched = "wait_for_object(core.list_namespaced_pod, name, ready, timeout=1, what='x', namespace=ns)\n"
     needed, problems = _scan([("hcp/x.py", watched)])
     assert not problems and needed == {("", "pods", "list"), ("", "pods", "watch")}
+    watched_set = ("wait_for_set(core.list_namespaced_persistent_volume_claim, done, timeout=1, what='x', "
+                   "namespace=ns, label_selector='app=etcd')\n")
+    needed, problems = _scan([("hcp/x.py", watched_set)])
+    assert not problems and needed == {("", "persistentvolumeclaims", "list"), ("", "persistentvolumeclaims", "watch")}
+    # a custom list handed to a wait: its group and plural are the wait's keyword arguments
+    watched_crd = ("wait_for_object(custom.list_namespaced_custom_object, name, gone, timeout=1, what='x', "
+                   "group=GROUP, version=VERSION, namespace=ns, plural='nodepools')\n")
+    needed, problems = _scan([("hcp/x.py", watched_crd)])
+    assert not problems and needed == {(HC, "nodepools", "list"), (HC, "nodepools", "watch")}
     handed_around = "fn = core.read_namespaced_secret\n"
     _, problems = _scan([("hcp/x.py", handed_around)])
+    assert len(problems) == 1 and "does not follow" in problems[0]
+    handed_to_another = "poll(core.list_namespaced_pod, namespace=ns)\n"  # not a wait the scan knows: no watch assumed
+    _, problems = _scan([("hcp/x.py", handed_to_another)])
     assert len(problems) == 1 and "does not follow" in problems[0]
 
 
