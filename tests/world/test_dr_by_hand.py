@@ -55,7 +55,6 @@ ETCDCTL = ["env", "ETCDCTL_API=3", "/usr/bin/etcdctl", "--cacert", "/etc/etcd/tl
            "--cert", "/etc/etcd/tls/client/etcd-client.crt", "--key", "/etc/etcd/tls/client/etcd-client.key",
            "--endpoints=localhost:2379"]
 QUIESCED = ("kube-apiserver", "openshift-apiserver", "openshift-oauth-apiserver", "control-plane-operator")
-WRITERS = QUIESCED[:3]
 NODE_POOL_REPLICAS = 2
 # Kind, group, version, plural of what the page backs up from the control-plane namespace, in its
 # restore order (the script: secrets, hcp, cl, awscl, awsmt, awsm, machinedeployment, machine, machineset).
