@@ -36,7 +36,7 @@ from tasks.checkpoint import completed_result
 from tasks.etcd import member_statuses
 from tasks.etcd_restore import choose_backup, copy_snapshot, fetch_snapshot, \
     read_etcd_layout, remove_data_pod, remove_previous_data, restore_data, side_by_side, start_data_pod, start_etcd, \
-    stop_etcd, verify_restore, wait_cluster_available
+    stop_etcd, verify_restore, wait_cluster_available, wait_etcd_stopped
 from tasks.gates import GateSettings, approval_gate
 from tasks.hosted_cluster import pending_undo, quiesce_control_plane, read_cluster, restore_availability
 from tasks.runbook import Runbook, RunbookError, operation_id_for_run
@@ -274,13 +274,16 @@ def etcd_restore(params: EtcdRestoreParams) -> RunReport:
             rb.report.cluster_state = "running on its old data (nothing changed yet)"
             q = rb.step(quiesce_control_plane, target, list(QUIESCE_DEPLOYMENTS), params.timeout_seconds, RUNBOOK)
             rb.report.changes += q.changes
-            if rb.step(stop_etcd, target, layout, params.timeout_seconds):
+            if rb.step(stop_etcd, target, layout):
                 rb.changed("etcd-stopped", f"scaled statefulset {layout.namespace}/etcd from {layout.replicas} to 0")
             rb.report.cluster_state = ("etcd stopped, its data untouched; a failure before the restore scales etcd "
                                        "and the API servers back on the old data")
+            # The members shut down while the data pod starts and the snapshot goes in (into the data
+            # pod's emptyDir: nothing touches a member's volume until every member pod is gone).
             pod = rb.step(start_data_pod, target, layout, params.timeout_seconds)
             if rb.step(copy_snapshot, target, layout, pod, snapshot, params.timeout_seconds):
                 rb.changed("snapshot-copied", f"copied the snapshot into {pod}:{layout.snapshot_in_pod}")
+            rb.step(wait_etcd_stopped, target, layout, params.timeout_seconds)
             restored = rb.step(restore_data, target, layout, pod, snapshot, params.timeout_seconds)
             rb.changed("restored", f"restored the snapshot into {', '.join(layout.claims)} (old data kept in "
                        f"{previous_data_dir(target.operation_id)} on each)")

@@ -43,7 +43,7 @@ from hcp import pod_exec
 from hcp.etcd_member import EtcdMember, MemberStatus, list_members, member_status
 from hcp.waits import WaitTimeout, wait_for_set
 
-__all__ = ["EtcdRestoreError", "EtcdLayout", "read_layout", "stop_statefulset",
+__all__ = ["EtcdRestoreError", "EtcdLayout", "read_layout", "stop_statefulset", "wait_statefulset_stopped",
            "DATA_POD_APP", "data_pod_deployment", "start_data_pod", "copy_into_pod", "restore_script", "run_restore",
            "remove_data_pod", "start_statefulset", "wait_members_healthy", "remove_previous_data", "previous_data_dir",
            "RESTORE_ROOT"]
@@ -165,9 +165,15 @@ def _running(pod: client.V1Pod) -> bool:
             and bool(statuses) and all(s.ready for s in statuses))
 
 
-def stop_statefulset(api: client.ApiClient, layout: EtcdLayout, timeout: float) -> None:
-    """Scale etcd to 0 and wait until every member pod is gone (its files closed)."""
+def stop_statefulset(api: client.ApiClient, layout: EtcdLayout) -> None:
+    """Scale etcd to 0. Its pods go in their own time (a member's shutdown, its grace period): the data
+    pod starts and the snapshot is copied into it meanwhile; `wait_statefulset_stopped` before any
+    member's volume is written."""
     client.AppsV1Api(api).patch_namespaced_stateful_set_scale(STATEFULSET, layout.namespace, {"spec": {"replicas": 0}})
+
+
+def wait_statefulset_stopped(api: client.ApiClient, layout: EtcdLayout, timeout: float) -> None:
+    """Until every etcd member pod is gone (its files closed)."""
     _pods(api, layout.namespace, "app=etcd", "every etcd pod gone", lambda pods: not pods, timeout, "stop etcd")
 
 

@@ -35,7 +35,7 @@ from tasks.aws import s3_client
 from tasks.checkpoint import checkpointed
 from tasks.etcd import snapshot_path
 
-__all__ = ["read_etcd_layout", "choose_backup", "fetch_snapshot", "stop_etcd",
+__all__ = ["read_etcd_layout", "choose_backup", "fetch_snapshot", "stop_etcd", "wait_etcd_stopped",
            "start_data_pod", "copy_snapshot", "restore_data", "remove_data_pod", "start_etcd", "verify_restore",
            "wait_cluster_available", "remove_previous_data", "RestoredData", "Verified", "work_dir_for", "side_by_side"]
 
@@ -133,14 +133,21 @@ def fetch_snapshot(target: RunTarget, kind: SourceKind, aws: AwsAccess, backup_u
 
 
 @task(name="stop-etcd")
-def stop_etcd(target: RunTarget, layout: EtcdLayout, timeout_seconds: float) -> bool:
-    """Record the member count, scale etcd to 0, wait for its pods to go. True if it acted now."""
+def stop_etcd(target: RunTarget, layout: EtcdLayout) -> bool:
+    """Record the member count and scale etcd to 0; its pods go while the data pod starts
+    (`wait_etcd_stopped` before the restore). True if it acted now."""
     api = target.api_client()
     journal = UndoJournal(api, target.ref, target.operation_id)
     known = {a.id for a in journal.pending()}
     action = journal.record(UndoAction.scale_statefulset(layout.namespace, etcd_restore.STATEFULSET, layout.replicas))
-    etcd_restore.stop_statefulset(api, layout, timeout_seconds)
+    etcd_restore.stop_statefulset(api, layout)
     return action.id not in known
+
+
+@task(name="wait-etcd-stopped")
+def wait_etcd_stopped(target: RunTarget, layout: EtcdLayout, timeout_seconds: float) -> None:
+    """Every etcd member pod gone: nothing has a member's files open when the restore writes them."""
+    etcd_restore.wait_statefulset_stopped(target.api_client(), layout, timeout_seconds)
 
 
 @task(name="start-data-pod")
