@@ -137,10 +137,11 @@ def _gate_state(table: HealthTable, choice: MemberChoice) -> str:
             f"`{choice.member_hex}`. The PVC's data is deleted; the member receives the leader's data again.")
 
 
-def _stopped_after_deleting(rb: Runbook, params: EtcdMemberRecoveryParams, target: RunTarget, choice: MemberChoice,
-                            restore: list[str], exc: BaseException) -> RunbookError:
-    """A failure once the PVC or pod may be gone: nothing can be put back (the data is deleted on
-    purpose); say what state etcd is in and which command continues."""
+def _stopped(rb: Runbook, params: EtcdMemberRecoveryParams, target: RunTarget, choice: MemberChoice,
+             restore: list[str], exc: BaseException) -> RunbookError:
+    """A failure from the re-check before deleting on: the PVC or pod may be gone and cannot be put
+    back (its data is deleted on purpose; the error says whether anything was); say what state etcd
+    is in and which command continues."""
     try:
         table = rb.step(etcd_health, target, "after a failure")
         state, quorum_lost = table.summary(), not table.quorum_intact
@@ -220,7 +221,7 @@ def etcd_member_recovery(params: EtcdMemberRecoveryParams) -> RunReport:
             caught = rb.step(wait_for_catch_up, target, choice, params.timeout_seconds)
             healthy_after = time.monotonic() - started
         except Exception as exc:
-            raise _stopped_after_deleting(rb, params, target, choice, restore, exc) from exc
+            raise _stopped(rb, params, target, choice, restore, exc) from exc
         rb.report.changes += caught.repairs
         rb.changed("member-replaced", f"{choice.member} is back as member {caught.member_id:x} (was "
                    f"{choice.member_hex}), healthy and caught up", member=choice.member)
