@@ -2,7 +2,8 @@
 its ratio against a baseline measured in the same run. Not tests: nothing here fails a build.
 
 `python -m bench backup [--quick | --help]`: only the etcd backup bench (bench/backup_bench.py).
-`python -m bench restore [--quick | --help]`: only the in-place etcd restore bench (bench/restore_bench.py)."""
+`python -m bench restore [--quick | --help]`: only the in-place etcd restore bench (bench/restore_bench.py).
+`python -m bench member-recovery [--rounds N]`: only the etcd member recovery bench (bench/member_recovery_bench.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bench import api_latency, backup_bench, restore_bench, sim_start, world_bench
+from bench import api_latency, backup_bench, member_recovery_bench, restore_bench, sim_start, world_bench
 
 
 def main() -> None:
@@ -19,6 +20,9 @@ def main() -> None:
         return
     if sys.argv[1:2] == ["restore"]:
         restore_bench.main(sys.argv[2:])
+        return
+    if sys.argv[1:2] == ["member-recovery"]:
+        member_recovery_bench.main(sys.argv[2:])
         return
     print("== simulator start (issue 2)")
     sim_start.run()
@@ -36,6 +40,8 @@ def main() -> None:
     backup_bench.main([])
     print("\n== in-place etcd restore (issue 5; sizes: python -m bench restore --help)")
     restore_bench.main([])
+    print("\n== etcd member recovery (issue 5)")
+    member_recovery_bench.main([])
 
 
 if __name__ == "__main__":

@@ -177,6 +177,32 @@ def run_etcd_restore(
     _finish(etcd_restore(params, return_state=True), lambda report: report.to_markdown())
 
 
+@run_app.command("etcd-member-recovery")
+def run_etcd_member_recovery(
+    cluster: str = typer.Option(..., "--cluster", help="NAMESPACE/NAME of the HostedCluster"),
+    kubeconfig: Path = typer.Option(None, "--kubeconfig", help="default: $KUBECONFIG or ~/.kube/config"),
+    context: str = typer.Option(None, "--context", help="the management cluster's context"),
+    management_cluster: str = typer.Option(None, "--management-cluster", help="its name in backups (default: context)"),
+    member: str = typer.Option(None, "--member", help="the failing member (etcd-N); default: the one found failing"),
+    bucket: str = typer.Option(None, "--bucket", help="the backups' bucket, for the restore command printed when "
+                               "recovery is refused"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="print the health table and the plan; change nothing"),
+    operation_id: str = typer.Option(None, "--operation-id", help="continue this operation"),
+    approved_by: str = typer.Option(None, "--approved-by", help="approve the run's gates in advance, as NAME"),
+    break_lock_held_by: str = typer.Option(None, "--break-lock-held-by", help="break a dead operation's lock"),
+    timeout: float = typer.Option(None, "--timeout", help="seconds for each wait"),
+) -> None:
+    """Replace the one failing etcd member of a hosted cluster (quorum intact); refuses otherwise and prints the
+    etcd-restore run to use instead."""
+    from flows.etcd_member_recovery import EtcdMemberRecoveryParams, etcd_member_recovery
+
+    params = _params(EtcdMemberRecoveryParams, hosted_cluster=cluster, management=_access(kubeconfig, context),
+                     management_cluster=management_cluster, member=member, bucket=bucket, dry_run=dry_run,
+                     operation_id=operation_id, approval={"pre_approved_by": approved_by} if approved_by else None,
+                     break_lock_held_by=break_lock_held_by, timeout_seconds=timeout)
+    _finish(etcd_member_recovery(params, return_state=True), lambda report: report.to_markdown())
+
+
 def recover_command(
     operation_id: str = typer.Argument(..., help="the operation whose run died (op-<UTC time>-<hex>)"),
     kubeconfig: Path = typer.Option(None, "--kubeconfig"),

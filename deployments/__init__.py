@@ -46,6 +46,9 @@ RUNBOOKS = (
     RunbookDeployment("etcd-restore-new-cluster", "flows/etcd_restore_new_cluster.py:etcd_restore_new_cluster",
                       "Create a new HostedCluster from a backup (restoreSnapshotURL), with its encryption key and "
                       "NodePools; verified key by key.", ("restore",)),
+    RunbookDeployment("etcd-member-recovery", "flows/etcd_member_recovery.py:etcd_member_recovery",
+                      "Replace the one failing etcd member of a hosted cluster (quorum intact, approval first); "
+                      "refuses otherwise with the etcd-restore run to use.", ("recovery",)),
     RunbookDeployment("recover", "flows/recover.py:recover",
                       "Put back what a dead run lowered (replicas, pausedUntil) and release its lock.", ("recovery",)),
 )

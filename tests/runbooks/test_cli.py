@@ -61,3 +61,15 @@ def test_run_etcd_restore_dry_run_and_bad_combinations(prefect_server: Path, acc
     assert no_url.exit_code == 2 and "needs `backup`" in no_url.output
     mixed = CliRunner().invoke(app, ["run", "etcd-restore", "--cluster", "clusters/demo", "--name", "x", *_base(access)])
     assert mixed.exit_code == 2 and "--into-new-cluster" in mixed.output
+
+
+def test_run_etcd_member_recovery_on_a_healthy_cluster_changes_nothing(prefect_server: Path,
+                                                                      access: ClusterAccess) -> None:
+    result = CliRunner().invoke(app, ["run", "etcd-member-recovery", "--cluster", "clusters/demo", "--dry-run",
+                                      *_base(access)])
+    assert result.exit_code == 0, result.output
+    assert "etcd-member-recovery of clusters/demo on mgmt1: planned" in result.output
+    assert "etcd-0" in result.output and "healthy" in result.output
+    bad = CliRunner().invoke(app, ["run", "etcd-member-recovery", "--cluster", "clusters/demo", "--member", "etcd-x",
+                                   *_base(access)])
+    assert bad.exit_code == 2, bad.output
