@@ -11,13 +11,12 @@ the manifest last: a prefix without a manifest is not a backup.
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Any, Literal
+from typing import Literal
 
 import kubernetes
 import prefect
 from prefect import flow
-from prefect.runtime import flow_run
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from hcp import backup_manifest
 from hcp.aws_access import AwsAccess
@@ -32,9 +31,9 @@ from hcp.run_target import RunTarget
 from tasks.checkpoint import completed_result
 from tasks.cluster_objects import CLUSTER_OBJECTS_FILE, save_cluster_objects
 from tasks.etcd import member_statuses, remove_snapshot_file, snapshot_file_present, snapshot_path, take_snapshot
-from tasks.gates import GateSettings, approval_gate
+from tasks.gates import GateSettings, approval_gate, take_lock
 from tasks.hosted_cluster import pending_undo, quiesce_control_plane, read_cluster, restore_availability
-from tasks.runbook import Runbook, RunbookError, operation_id_for_run
+from tasks.runbook import Runbook, RunbookError, operation_id_for_run, run_parameters
 from tasks.storage import ENCRYPTION_KEY_FILE, SNAPSHOT_FILE, Encryption, check_bucket, save_encryption_key, \
     upload_snapshot, verify_backup, write_manifest
 
@@ -65,12 +64,8 @@ class EtcdBackupParams(ManagementParams):
 
 
 def _run_name() -> str:
-    params: Any = flow_run.parameters.get("params") or {}
-    if isinstance(params, BaseModel):
-        params = params.model_dump()
-    mgmt = params.get("management_cluster") or (params.get("management") or {}).get("context") or "?"
-    suffix = " (dry run)" if params.get("dry_run") else ""
-    return f"etcd-backup/{params.get('hosted_cluster', '?')}@{mgmt}/{params.get('mode', 'online')}{suffix}"
+    params, mgmt, dry = run_parameters()
+    return f"etcd-backup/{params.get('hosted_cluster', '?')}@{mgmt}/{params.get('mode', 'online')}{dry}"
 
 
 def backup_plan(params: EtcdBackupParams, target: RunTarget, member: MemberStatus, location: BackupLocation,
@@ -167,10 +162,7 @@ def etcd_backup(params: EtcdBackupParams) -> RunReport:
                 rb.report.verification.append(f"the lock is held by {holder.holder}: a real run would stop")
             return rb.report
 
-        rb.acquire_lock(break_held_by=params.break_lock_held_by, approve_break=lambda info: approval_gate(
-            rb, "break-lock", f"Break the lock on {target.ref} held by {info.holder}",
-            f"Lease {info.namespace}/{info.name}: holder {info.holder}, renewed {info.renew_time}, expires "
-            f"{info.expires_at}", rb.report.plan, params.approval))
+        take_lock(rb, params.break_lock_held_by, params.approval)
 
         snapshot = completed_result(take_snapshot, target)
         retake = False

@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import shlex
 import time
-from typing import Annotated, Any
+from typing import Annotated
 
 from prefect import flow
-from prefect.runtime import flow_run
-from pydantic import AfterValidator, BaseModel, Field
+from pydantic import AfterValidator, Field
 
 from hcp.etcd_health import HealthTable, claim_name, decide, member_ordinal, restore_advice, restore_commands
 from hcp.etcd_member import etcdctl_argv
@@ -27,11 +26,11 @@ from hcp.plan import PlanStep
 from hcp.report import RunReport
 from hcp.run_target import RunTarget
 from tasks.checkpoint import completed_result
-from tasks.gates import GateSettings, approval_gate
+from tasks.gates import GateSettings, approval_gate, take_lock
 from tasks.hosted_cluster import read_cluster
 from tasks.member_recovery import RUNBOOK, etcd_health, record_choice, replace_failed_member, wait_for_catch_up, \
     wait_for_replacement
-from tasks.runbook import Runbook, RunbookError, describe_error, operation_id_for_run
+from tasks.runbook import Runbook, RunbookError, describe_error, operation_id_for_run, run_parameters
 
 __all__ = ["EtcdMemberRecoveryParams", "etcd_member_recovery", "recovery_plan", "continue_command"]
 
@@ -65,12 +64,8 @@ class EtcdMemberRecoveryParams(ManagementParams):
 
 
 def _run_name() -> str:
-    params: Any = flow_run.parameters.get("params") or {}
-    if isinstance(params, BaseModel):
-        params = params.model_dump()
-    mgmt = params.get("management_cluster") or (params.get("management") or {}).get("context") or "?"
-    suffix = " (dry run)" if params.get("dry_run") else ""
-    return f"{RUNBOOK}/{params.get('hosted_cluster', '?')}@{mgmt}/{params.get('member') or 'failing'}{suffix}"
+    params, mgmt, dry = run_parameters()
+    return f"{RUNBOOK}/{params.get('hosted_cluster', '?')}@{mgmt}/{params.get('member') or 'failing'}{dry}"
 
 
 def _oc(params: EtcdMemberRecoveryParams, namespace: str) -> str:
@@ -199,10 +194,7 @@ def etcd_member_recovery(params: EtcdMemberRecoveryParams) -> RunReport:
                 rb.report.verification.append(f"the lock is held by {holder.holder}: a real run would stop")
             return rb.report
 
-        rb.acquire_lock(break_held_by=params.break_lock_held_by, approve_break=lambda info: approval_gate(
-            rb, "break-lock", f"Break the lock on {target.ref} held by {info.holder}",
-            f"Lease {info.namespace}/{info.name}: holder {info.holder}, renewed {info.renew_time}, expires "
-            f"{info.expires_at}", rb.report.plan, params.approval))
+        take_lock(rb, params.break_lock_held_by, params.approval)
         if approved is None:
             # The gate is named after exactly what it approves: a deployment run resumed after approval
             # runs from the top and decides again; if it would now replace other objects, their gate

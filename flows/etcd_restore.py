@@ -17,11 +17,10 @@ on the restored data and the run goes forward only: a re-run with the same opera
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Literal
 
 from prefect import flow
-from prefect.runtime import flow_run
-from pydantic import BaseModel, Field, model_validator
+from pydantic import Field, model_validator
 
 from hcp.aws_access import AwsAccess
 from hcp.etcd_member import MemberStatus, choose_member
@@ -37,9 +36,9 @@ from tasks.etcd import member_statuses
 from tasks.etcd_restore import choose_backup, copy_snapshot, fetch_snapshot, \
     read_etcd_layout, remove_data_pod, remove_previous_data, restore_data, side_by_side, start_data_pod, start_etcd, \
     stop_etcd, verify_restore, wait_cluster_available, wait_etcd_stopped
-from tasks.gates import GateSettings, approval_gate
+from tasks.gates import GateSettings, approval_gate, take_lock
 from tasks.hosted_cluster import pending_undo, quiesce_control_plane, read_cluster, restore_availability
-from tasks.runbook import Runbook, RunbookError, operation_id_for_run
+from tasks.runbook import Runbook, RunbookError, operation_id_for_run, run_parameters
 
 __all__ = ["EtcdRestoreParams", "etcd_restore", "restore_command"]
 
@@ -88,12 +87,8 @@ class EtcdRestoreParams(ManagementParams):
 
 
 def _run_name() -> str:
-    params: Any = flow_run.parameters.get("params") or {}
-    if isinstance(params, BaseModel):
-        params = params.model_dump()
-    mgmt = params.get("management_cluster") or (params.get("management") or {}).get("context") or "?"
-    suffix = " (dry run)" if params.get("dry_run") else ""
-    return f"etcd-restore/{params.get('hosted_cluster', '?')}@{mgmt}/{params.get('source', 'latest-backup')}{suffix}"
+    params, mgmt, dry = run_parameters()
+    return f"etcd-restore/{params.get('hosted_cluster', '?')}@{mgmt}/{params.get('source', 'latest-backup')}{dry}"
 
 
 def restore_command(params: EtcdRestoreParams, operation_id: str | None = None) -> str:
@@ -262,9 +257,7 @@ def etcd_restore(params: EtcdRestoreParams) -> RunReport:
         if params.dry_run:
             return rb.report
 
-        rb.acquire_lock(break_held_by=params.break_lock_held_by, approve_break=lambda info: approval_gate(
-            rb, "break-lock", f"Break the lock on {target.ref} held by {info.holder}",
-            f"Lease {info.namespace}/{info.name}: holder {info.holder}", rb.report.plan, params.approval))
+        take_lock(rb, params.break_lock_held_by, params.approval)
 
         if restored is None:
             if not lowered:  # a re-run whose earlier run was approved and stopped the cluster asks no more

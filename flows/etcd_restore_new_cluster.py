@@ -18,11 +18,9 @@ own objects (labelled with the operation id) and continues without asking again.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from prefect import flow
-from prefect.runtime import flow_run
-from pydantic import BaseModel, Field, model_validator
+from pydantic import Field, model_validator
 
 from hcp import restore_render
 from hcp.aws_access import AwsAccess
@@ -34,11 +32,11 @@ from hcp.plan import PlanStep
 from hcp.report import RunReport
 from hcp.restore_render import KeyDecision, Rendered, TargetState
 from hcp.run_target import RunTarget
-from tasks.gates import GateSettings, approval_gate
+from tasks.gates import GateSettings, approval_gate, take_lock
 from tasks.new_cluster import SourceBackup, backup_key_digest, create_hosted_cluster, create_node_pools, diagnose, \
     expected_members, fetch_snapshot, find_backup, inspect_target, read_source_objects, remove_created, \
     restore_encryption_key, snapshot_work_path, verify_restored_keys, wait_restored
-from tasks.runbook import Runbook, RunbookError, operation_id_for_run
+from tasks.runbook import Runbook, RunbookError, operation_id_for_run, run_parameters
 
 __all__ = ["EtcdRestoreNewClusterParams", "etcd_restore_new_cluster", "restore_plan", "RUNBOOK"]
 
@@ -116,12 +114,9 @@ class EtcdRestoreNewClusterParams(ManagementParams):
 
 
 def _run_name() -> str:
-    params: Any = flow_run.parameters.get("params") or {}
-    if isinstance(params, BaseModel):
-        params = params.model_dump()
-    mgmt = params.get("management_cluster") or (params.get("management") or {}).get("context") or "?"
+    params, mgmt, dry = run_parameters()
     source = params.get("source_cluster") or params.get("backup") or "?"
-    suffix = " (dry run)" if params.get("dry_run") else " (remove)" if params.get("remove") else ""
+    suffix = dry or (" (remove)" if params.get("remove") else "")
     target = f"{params.get('namespace') or ''}/{params.get('name') or ''}".strip("/") or "backup's name"
     return f"{RUNBOOK}/{target}@{mgmt} from {source}{suffix}"
 
@@ -218,9 +213,7 @@ def _on_failure(rb: Runbook, params: EtcdRestoreNewClusterParams, target: RunTar
 
 
 def _remove_only(rb: Runbook, params: EtcdRestoreNewClusterParams, target: RunTarget) -> RunReport:
-    rb.acquire_lock(break_held_by=params.break_lock_held_by, approve_break=lambda info: approval_gate(
-        rb, "break-lock", f"Break the lock on {target.ref} held by {info.holder}", f"holder {info.holder}", [],
-        params.approval))
+    take_lock(rb, params.break_lock_held_by, params.approval)
     for line in rb.step(remove_created, target, max(params.timeout_seconds, REMOVE_TIMEOUT_SECONDS)):
         rb.changed("removed", line)
     if not rb.report.changes:
@@ -274,10 +267,7 @@ def etcd_restore_new_cluster(params: EtcdRestoreNewClusterParams) -> RunReport:
             Path(snapshot.path).unlink(missing_ok=True)
             return rb.report
 
-        rb.acquire_lock(break_held_by=params.break_lock_held_by, approve_break=lambda info: approval_gate(
-            rb, "break-lock", f"Break the lock on {target.ref} held by {info.holder}",
-            f"Lease {info.namespace}/{info.name}: holder {info.holder}, renewed {info.renew_time}, expires "
-            f"{info.expires_at}", rb.report.plan, params.approval))
+        take_lock(rb, params.break_lock_held_by, params.approval)
         if ours:
             rb.report.verification.append(f"continuing operation {target.operation_id}: found its {', '.join(ours)} "
                                           "(approved when they were created)")

@@ -19,14 +19,13 @@ retention would delete; it changes nothing.
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Any, Literal
+from typing import Literal
 
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import PrefectFuture
-from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import Field, ValidationError
 
 from flows.etcd_backup import EtcdBackupParams, etcd_backup
 from hcp.aws_access import AwsAccess
@@ -36,7 +35,7 @@ from hcp.retention import RetentionPolicy
 from tasks.fleet import ClusterBackup, FleetReport, apply_backup_retention, discover_hosted_clusters, \
     publish_backup_table, publish_fleet_report
 from tasks.gates import GateSettings
-from tasks.runbook import RunbookError, describe_error, operation_id_for_run
+from tasks.runbook import RunbookError, describe_error, operation_id_for_run, run_parameters
 from tasks.storage import Encryption
 
 __all__ = ["FleetBackupParams", "fleet_backup", "FleetBackupFailed", "backup_one"]
@@ -78,12 +77,9 @@ class FleetBackupParams(ManagementParams):
 
 
 def _run_name() -> str:
-    params: Any = flow_run.parameters.get("params") or {}
-    if isinstance(params, BaseModel):
-        params = params.model_dump()
-    mgmt = params.get("management_cluster") or (params.get("management") or {}).get("context") or "?"
+    params, mgmt, dry = run_parameters()
     scope = "/".join(str(p) for p in (params.get("namespace"), params.get("label_selector")) if p) or "all"
-    return f"fleet-backup@{mgmt}/{scope}" + (" (dry run)" if params.get("dry_run") else "")
+    return f"fleet-backup@{mgmt}/{scope}{dry}"
 
 
 # A task (so that a thread pool bounds how many run at once) defined here, not in tasks/, because it

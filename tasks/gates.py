@@ -23,7 +23,7 @@ from hcp.plan import PlanStep, plan_markdown
 if TYPE_CHECKING:
     from tasks.runbook import Runbook
 
-__all__ = ["Approval", "GateSettings", "GateRejected", "approval_gate"]
+__all__ = ["Approval", "GateSettings", "GateRejected", "approval_gate", "take_lock"]
 
 
 class Approval(RunInput):
@@ -93,3 +93,12 @@ def approval_gate(rb: Runbook, gate: str, title: str, state: str, plan: list[Pla
 def _record(rb: Runbook, gate: str, line: str, **payload: object) -> None:
     rb.report.approvals.append(line)
     rb.event("approval-decided", gate=gate, **payload)
+
+
+def take_lock(rb: Runbook, break_held_by: str | None, settings: GateSettings) -> None:
+    """The hosted cluster's lock (rb.acquire_lock); a dead run's lock, named in `break_held_by`, is
+    broken only after an approval that shows who holds it."""
+    rb.acquire_lock(break_held_by=break_held_by, approve_break=lambda info: approval_gate(
+        rb, "break-lock", f"Break the lock on {rb.target.ref} held by {info.holder}",
+        f"Lease {info.namespace}/{info.name}: holder {info.holder}, renewed {info.renew_time}, expires "
+        f"{info.expires_at}", rb.report.plan, settings))

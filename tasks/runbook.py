@@ -21,6 +21,7 @@ from prefect.client.orchestration import get_client
 from prefect.artifacts import create_markdown_artifact
 from prefect.exceptions import MissingContextError, Pause
 from prefect.runtime import flow_run
+from pydantic import BaseModel
 
 from hcp.lease_lock import LeaseLock, LockHeldError, LockInfo
 from hcp.naming import new_operation_id, utc_timestamp
@@ -29,7 +30,8 @@ from hcp.run_target import RunTarget
 from hcp.undo_journal import UndoAction, UndoJournal
 from tasks.events import emit_change
 
-__all__ = ["Runbook", "RunbookError", "LockBusy", "operation_id_for_run", "artifact_key", "describe_error"]
+__all__ = ["Runbook", "RunbookError", "LockBusy", "operation_id_for_run", "artifact_key", "describe_error",
+           "run_parameters"]
 
 LOCK_SECONDS = 60
 
@@ -55,6 +57,16 @@ def operation_id_for_run(given: str | None) -> str:
         created = c.read_flow_run(UUID(str(run_id))).created
     when = created.astimezone(timezone.utc) if created else datetime.now(timezone.utc)
     return f"op-{utc_timestamp(when)}-{str(run_id).replace('-', '')[:6]}"
+
+
+def run_parameters() -> tuple[dict[str, Any], str, str]:
+    """For run names: the running flow's `params` as a dict, its management cluster's name, and
+    " (dry run)" when it is one."""
+    params: Any = flow_run.parameters.get("params") or {}
+    if isinstance(params, BaseModel):
+        params = params.model_dump()
+    mgmt = params.get("management_cluster") or (params.get("management") or {}).get("context") or "?"
+    return params, mgmt, " (dry run)" if params.get("dry_run") else ""
 
 
 def artifact_key(*parts: str) -> str:
