@@ -6,7 +6,7 @@ server for it, so no server is needed; with it, the run shows up in that server'
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Callable
 from uuid import UUID
 
 import typer

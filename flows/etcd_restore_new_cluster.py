@@ -35,7 +35,7 @@ from hcp.run_target import RunTarget
 from tasks.gates import GateSettings, approval_gate, take_lock
 from tasks.new_cluster import SourceBackup, backup_key_digest, create_hosted_cluster, create_node_pools, diagnose, \
     expected_members, fetch_snapshot, find_backup, inspect_target, read_source_objects, remove_created, \
-    restore_encryption_key, snapshot_work_path, verify_restored_keys, wait_restored
+    restore_encryption_key, verify_restored_keys, wait_restored
 from tasks.runbook import Runbook, RunbookError, operation_id_for_run, run_parameters
 
 __all__ = ["EtcdRestoreNewClusterParams", "etcd_restore_new_cluster", "restore_plan", "RUNBOOK"]

@@ -21,7 +21,8 @@ from flows.etcd_backup import etcd_backup
 from hcp.cluster_access import ClusterAccess
 from hcp.lease_lock import LeaseLock
 from hcp.naming import HostedClusterRef
-from tests.runbooks.test_etcd_backup import _latest_report, _objects, _replicas
+from tests.runbooks.children import latest_report
+from tests.runbooks.test_etcd_backup import _objects, _replicas
 
 
 def _fleet(access: ClusterAccess, bucket: str) -> dict[str, Any]:
@@ -90,4 +91,4 @@ def test_a_deployment_run_suspends_at_the_gate_and_resumes_after_approve(
     assert any("approved by frank (CHG-1)" in a for a in report.approvals)
     assert _replicas(mgmt, cluster) == before
     assert any(k.endswith("manifest.json") for k in _objects(s3, bucket, prefix))
-    assert "approved by frank" in _latest_report(cluster)
+    assert "approved by frank" in latest_report("etcd-backup", cluster)

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shlex
 import signal
 import subprocess
-import sys
 import threading
 import uuid
 from pathlib import Path
@@ -19,11 +17,11 @@ from kubernetes import client
 
 from flows.etcd_backup import EtcdBackupParams, etcd_backup
 from hcp import backup_catalog, pod_exec
-from hcp.backup_manifest import load
 from hcp.cluster_access import ClusterAccess
 from hcp.etcd_member import etcdctl_argv
 from hcp.naming import HostedClusterRef, new_operation_id
 from tests.conformance.util import wait_for
+from tests.runbooks.children import latest_report, start_flow
 from tests.runbooks.etcd_local import keys_in_snapshot
 
 HS = ("hypershift.openshift.io", "v1beta1")
@@ -208,19 +206,6 @@ def _paused_run_of(cluster: str, timeout: float = 60) -> Any:
     return wait_for(find, f"a paused etcd-backup run of {cluster}", timeout=timeout)
 
 
-def _latest_report(cluster: str) -> str:
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
-    from prefect.client.schemas.sorting import ArtifactSort
-    from tasks.runbook import artifact_key
-    ref = HostedClusterRef.parse(cluster)
-    key = artifact_key("etcd-backup", ref.namespace, ref.name, "report")
-    with get_client(sync_client=True) as c:
-        found = c.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])),
-                                 sort=ArtifactSort.CREATED_DESC, limit=1)
-    return str(found[0].data) if found else ""
-
-
 def _in_thread(fn: Callable[[], Any]) -> tuple[threading.Thread, dict[str, Any]]:
     out: dict[str, Any] = {}
     thread = threading.Thread(target=lambda: out.setdefault("state", fn()), daemon=True)
@@ -281,7 +266,7 @@ def test_rejection_and_timeout_change_nothing(prefect_server: Path, mgmt: client
     p2 = params(access, bucket, cluster, mode="quiesced", approval={"poll_interval_seconds": 1, "timeout_seconds": 5})
     state = etcd_backup(p2, return_state=True)
     assert state.is_failed()  # Prefect fails a pause that timed out; the report says why
-    assert "timed out after 5 s" in _latest_report(cluster)
+    assert "timed out after 5 s" in latest_report("etcd-backup", cluster)
     after = _versions(mgmt, cluster)
     # only the lock Lease was written (taken and given back); nothing else moved
     assert {k: v for k, v in after.items() if not k.startswith("lease/")} == \
@@ -355,20 +340,6 @@ def test_malformed_parameters_are_refused_up_front(access: ClusterAccess, field:
 
 # -- a killed runner ----------------------------------------------------------------------------
 
-_CHILD = """
-import sys
-from flows.etcd_backup import EtcdBackupParams, etcd_backup
-etcd_backup(EtcdBackupParams.model_validate_json(sys.argv[1]))
-"""
-
-
-def _start_child(p: EtcdBackupParams, storage: Path) -> subprocess.Popen[bytes]:
-    from prefect.settings import PREFECT_API_URL
-    env = dict(os.environ, PREFECT_API_URL=str(PREFECT_API_URL.value()), PREFECT_LOCAL_STORAGE_PATH=str(storage))
-    return subprocess.Popen([sys.executable, "-c", _CHILD, p.model_dump_json()], cwd=Path(__file__).parents[2],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
 def _kill_when_quiesced(child: subprocess.Popen[bytes], mgmt: client.ApiClient, cluster: str,
                         sig: int = signal.SIGKILL) -> None:
     ns = HostedClusterRef.parse(cluster).control_plane_namespace
@@ -385,7 +356,7 @@ def test_a_cancelled_run_undoes_what_it_lowered(prefect_server: Path, mgmt: clie
     cluster = new_cluster()
     before = _replicas(mgmt, cluster)
     p = params(access, bucket, cluster, mode="quiesced", approval={"pre_approved_by": "erin"})
-    child = _start_child(p, prefect_server)
+    child = start_flow("flows.etcd_backup", "etcd_backup", p, prefect_server)
     _kill_when_quiesced(child, mgmt, cluster, signal.SIGTERM)
     assert child.returncode != 0
     assert _hc(mgmt, cluster)["spec"].get("pausedUntil") is None
@@ -401,7 +372,7 @@ def test_killed_run_rerun_with_the_same_operation_id_restores_and_does_nothing_t
     before = _replicas(mgmt, cluster)
     p = params(access, bucket, cluster, mode="quiesced", operation_id=new_operation_id(),
                approval={"pre_approved_by": "erin"})
-    _kill_when_quiesced(_start_child(p, prefect_server), mgmt, cluster)
+    _kill_when_quiesced(start_flow("flows.etcd_backup", "etcd_backup", p, prefect_server), mgmt, cluster)
     report = etcd_backup(p)  # same operation id: continues, asks no second approval while quiesced
     assert report.status == "succeeded", report.error
     assert _replicas(mgmt, cluster) == before
@@ -424,7 +395,7 @@ def test_recover_puts_back_what_a_killed_run_lowered(prefect_server: Path, mgmt:
     before = _replicas(mgmt, cluster)
     op = new_operation_id()
     p = params(access, bucket, cluster, mode="quiesced", operation_id=op, approval={"pre_approved_by": "erin"})
-    _kill_when_quiesced(_start_child(p, prefect_server), mgmt, cluster)
+    _kill_when_quiesced(start_flow("flows.etcd_backup", "etcd_backup", p, prefect_server), mgmt, cluster)
     assert LeaseLock.for_hosted_cluster(mgmt, ref.namespace, ref.name, op).get().holder == op
     reports = recover(RecoverParams(operation_id=op, management=access))
     assert [r.status for r in reports] == ["succeeded"]

@@ -17,6 +17,7 @@ from hcp.etcd_member import etcdctl_argv
 from hcp.naming import HostedClusterRef
 from hcpsim.world import World
 from tests.conformance.util import wait_for
+from tests.runbooks.children import latest_report, run_flow_until_killed
 
 HS = ("hypershift.openshift.io", "v1beta1")
 WRITERS = ("kube-apiserver", "openshift-apiserver", "openshift-oauth-apiserver")
@@ -217,7 +218,7 @@ def test_a_failure_before_the_restore_puts_the_cluster_back_on_its_data_then_the
     rb_world.cluster("mgmt1").faults.cut_next_exec(10, count=2, command="head -c")  # the copy, and its retry
     state = etcd_restore(p, return_state=True)
     assert state.is_failed()
-    report = _report(cluster)
+    report = latest_report("etcd-restore", cluster)
     assert "Where the cluster is now" in report and f"--operation-id {p.operation_id}" in report
     assert "scale statefulset" in report and "delete the temporary deployment" in report
     # back where it was, on its own data: the write after the backup is still there
@@ -229,20 +230,6 @@ def test_a_failure_before_the_restore_puts_the_cluster_back_on_its_data_then_the
     assert final.status == "succeeded", final.to_markdown()
     assert read_prefix(mgmt, cluster, f"/t/{tag}/", "etcd-0") == {f"/t/{tag}/kept": "before-backup"}
     no_leftovers(mgmt, cluster)
-
-
-def _report(cluster: str) -> str:
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
-    from prefect.client.schemas.sorting import ArtifactSort
-
-    from tasks.runbook import artifact_key
-    ref = HostedClusterRef.parse(cluster)
-    with get_client(sync_client=True) as c:
-        found = c.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(
-            any_=[artifact_key("etcd-restore", ref.namespace, ref.name, "report")])), sort=ArtifactSort.CREATED_DESC,
-            limit=1)
-    return str(found[0].data) if found else ""
 
 
 def test_restore_from_a_fresh_snapshot_and_from_a_member_db_copy(
@@ -267,43 +254,16 @@ def test_restore_from_a_fresh_snapshot_and_from_a_member_db_copy(
 
 # -- a killed runner ----------------------------------------------------------------------------
 
-_CHILD = """
-import os, signal, sys
-from tasks import runbook
-from flows.etcd_restore import EtcdRestoreParams, etcd_restore
-
-stop_after = sys.argv[2]
-step = runbook.Runbook.step
-
-def step_then_die(self, task, *args, **kwargs):
-    result = step(self, task, *args, **kwargs)
-    if task.name == stop_after:
-        os.kill(os.getpid(), signal.SIGKILL)  # no cleanup, no undo: as if the machine died
-    return result
-
-runbook.Runbook.step = step_then_die
-etcd_restore(EtcdRestoreParams.model_validate_json(sys.argv[1]))
-"""
-
-
 @pytest.mark.parametrize("killed_after", ["quiesce-control-plane", "stop-etcd", "copy-snapshot-in", "restore-data",
                                           "start-etcd", "verify-restore"])
 def test_a_run_killed_after_a_step_and_rerun_ends_restored_without_restoring_twice(
         prefect_server: Path, mgmt: client.ApiClient, access: ClusterAccess, bucket: str,
         backed_up: tuple[str, str, str], tmp_path: Path, killed_after: str) -> None:
-    import os
-    import subprocess
-    import sys
-
     from hcp.naming import new_operation_id
-    from prefect.settings import PREFECT_API_URL
     cluster, prefix, tag = backed_up
     before_writers, before_paused = writers(mgmt, cluster), hc(mgmt, cluster)["spec"].get("pausedUntil")
     p = restore_params(access, bucket, prefix, cluster, tmp_path, operation_id=new_operation_id())
-    env = dict(os.environ, PREFECT_API_URL=str(PREFECT_API_URL.value()), PREFECT_LOCAL_STORAGE_PATH=str(prefect_server))
-    child = subprocess.run([sys.executable, "-c", _CHILD, p.model_dump_json(), killed_after],
-                           cwd=Path(__file__).parents[2], env=env, capture_output=True, timeout=300)
-    assert child.returncode == -9, child.stderr.decode()[-2000:]
+    run_flow_until_killed("flows.etcd_restore", "etcd_restore", p, prefect_server, killed_after)
     restored_already = killed_after in ("restore-data", "start-etcd", "verify-restore")
     if killed_after in ("start-etcd", "verify-restore"):
         put(mgmt, cluster, f"/t/{tag}/after-restore", "kept")  # a second restore would lose it
@@ -325,20 +285,12 @@ def test_a_run_killed_after_a_step_and_rerun_ends_restored_without_restoring_twi
 def test_recover_after_a_kill_mid_restore_removes_the_data_pod_and_brings_etcd_back_on_its_data(
         prefect_server: Path, mgmt: client.ApiClient, access: ClusterAccess, bucket: str,
         backed_up: tuple[str, str, str], tmp_path: Path) -> None:
-    import os
-    import subprocess
-    import sys
-
     from flows.recover import RecoverParams, recover
     from hcp.naming import new_operation_id
-    from prefect.settings import PREFECT_API_URL
     cluster, prefix, tag = backed_up
     before_writers = writers(mgmt, cluster)
     p = restore_params(access, bucket, prefix, cluster, tmp_path, operation_id=new_operation_id())
-    env = dict(os.environ, PREFECT_API_URL=str(PREFECT_API_URL.value()), PREFECT_LOCAL_STORAGE_PATH=str(prefect_server))
-    child = subprocess.run([sys.executable, "-c", _CHILD, p.model_dump_json(), "copy-snapshot-in"],
-                           cwd=Path(__file__).parents[2], env=env, capture_output=True, timeout=300)
-    assert child.returncode == -9, child.stderr.decode()[-2000:]
+    run_flow_until_killed("flows.etcd_restore", "etcd_restore", p, prefect_server, "copy-snapshot-in")
     reports = recover(RecoverParams(operation_id=p.operation_id, management=access))
     assert any("delete the temporary deployment" in line for r in reports for line in r.changes + r.undone), \
         [r.to_markdown() for r in reports]

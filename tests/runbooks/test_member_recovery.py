@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -26,6 +25,7 @@ from hcp.etcd_member import etcdctl_argv
 from hcp.naming import HostedClusterRef, new_operation_id
 from hcpsim.world import World
 from tests.conformance.util import wait_for
+from tests.runbooks.children import start_flow
 
 HS = ("hypershift.openshift.io", "v1beta1")
 pytestmark = pytest.mark.timeout(600)
@@ -206,20 +206,6 @@ def _in_thread(fn: Callable[[], Any]) -> tuple[threading.Thread, dict[str, Any]]
     return thread, out
 
 
-_CHILD = """
-import sys
-from flows.etcd_member_recovery import EtcdMemberRecoveryParams, etcd_member_recovery
-etcd_member_recovery(EtcdMemberRecoveryParams.model_validate_json(sys.argv[1]))
-"""
-
-
-def _start_child(p: EtcdMemberRecoveryParams, storage: Path) -> subprocess.Popen[bytes]:
-    from prefect.settings import PREFECT_API_URL
-    env = dict(os.environ, PREFECT_API_URL=str(PREFECT_API_URL.value()), PREFECT_LOCAL_STORAGE_PATH=str(storage))
-    return subprocess.Popen([sys.executable, "-c", _CHILD, p.model_dump_json()], cwd=Path(__file__).parents[2],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
 def _kill(child: subprocess.Popen[bytes], when: Callable[[], Any], what: str) -> None:
     wait_for(lambda: child.poll() is not None or when(), what, timeout=180, interval=0.2)
     assert child.poll() is None, f"the child run ended (exit {child.returncode}) before {what}"
@@ -299,7 +285,7 @@ def test_nothing_is_destroyed_until_approved_then_exactly_the_failed_member_is_r
         assert state.is_failed()
         # a runner killed while it waits at the gate (it holds the lock)
         op = new_operation_id()
-        child = _start_child(params(access, ha, operation_id=op), prefect_server)
+        child = start_flow("flows.etcd_member_recovery", "etcd_member_recovery", params(access, ha, operation_id=op), prefect_server)
         _kill(child, lambda: _find_paused(ha, seen), "the child run to wait at the gate")
         assert objects(mgmt, ha) == before and deleted.seen == []
         # the same operation again: approved through the pause form, the failed member is replaced
@@ -385,13 +371,13 @@ def test_killed_between_pvc_and_pod_and_while_waiting_reruns_finish_without_dele
     with Deletions(mgmt, ha) as deleted:
         # 1. killed after deleting the PVC, before deleting the pod (the pod's DELETE is held by the API)
         faults.fail_next(1, code=0, delay=120, method="DELETE", path_contains=f"/namespaces/{ns}/pods/etcd-1")
-        child = _start_child(p, prefect_server)
+        child = start_flow("flows.etcd_member_recovery", "etcd_member_recovery", p, prefect_server)
         _kill(child, lambda: core.read_namespaced_persistent_volume_claim("data-etcd-1", ns).metadata.deletion_timestamp,
               "the child run to delete the PVC")
         faults.clear()
         assert core.read_namespaced_pod("etcd-1", ns).metadata.uid == before["pod/etcd-1"]  # kept by the PVC's pod
         # 2. the same operation, killed while it waits for the new member
-        child = _start_child(p, prefect_server)
+        child = start_flow("flows.etcd_member_recovery", "etcd_member_recovery", p, prefect_server)
 
         def replaced() -> bool:
             try:

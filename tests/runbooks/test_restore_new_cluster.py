@@ -5,10 +5,7 @@ restoring it in their etcd-init containers, and the keys checked in the members'
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -25,6 +22,8 @@ from hcp.naming import HostedClusterRef, new_operation_id
 from hcp.restore_render import LABEL_OPERATION, presigned_expiry
 from hcpsim.world import World
 from tests.conformance.util import wait_for
+from tests.runbooks.children import latest_report, start_flow
+from flows.etcd_restore_new_cluster import RUNBOOK
 
 HS = ("hypershift.openshift.io", "v1beta1")
 LABEL = LABEL_OPERATION
@@ -322,34 +321,6 @@ def test_dry_run_rejection_and_timeout_create_nothing(prefect_server: Path, mgmt
 
 # -- failures, kills, HA ---------------------------------------------------------------------------------
 
-_CHILD = """
-import sys
-from flows.etcd_restore_new_cluster import EtcdRestoreNewClusterParams, etcd_restore_new_cluster
-etcd_restore_new_cluster(EtcdRestoreNewClusterParams.model_validate_json(sys.argv[1]))
-"""
-
-
-def _start_child(p: EtcdRestoreNewClusterParams, storage: Path) -> subprocess.Popen[bytes]:
-    from prefect.settings import PREFECT_API_URL
-    env = dict(os.environ, PREFECT_API_URL=str(PREFECT_API_URL.value()), PREFECT_LOCAL_STORAGE_PATH=str(storage))
-    return subprocess.Popen([sys.executable, "-c", _CHILD, p.model_dump_json()], cwd=Path(__file__).parents[2],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
-def _report_of(ref: HostedClusterRef) -> str:
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
-    from prefect.client.schemas.sorting import ArtifactSort
-
-    from flows.etcd_restore_new_cluster import RUNBOOK
-    from tasks.runbook import artifact_key
-    key = artifact_key(RUNBOOK, ref.namespace, ref.name, "report")
-    with get_client(sync_client=True) as c:
-        found = c.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])),
-                                 sort=ArtifactSort.CREATED_DESC, limit=1)
-    return str(found[0].data) if found else ""
-
-
 @pytest.mark.parametrize("kill_after", ["secret", "nodepool"])
 def test_a_run_killed_after_a_step_is_continued_by_a_rerun(
         prefect_server: Path, mgmt: client.ApiClient, access: ClusterAccess, s3: Any, bucket: str,
@@ -360,7 +331,7 @@ def test_a_run_killed_after_a_step_is_continued_by_a_rerun(
     op = new_operation_id()
     kw = dict(source_cluster=cluster, prefix=prefix, namespace=ns, operation_id=op,
               hosted_cluster_manifest_content=_manifest_with_new_identity(s3, bucket, prefix))
-    child = _start_child(params(access, bucket, **kw), prefect_server)
+    child = start_flow("flows.etcd_restore_new_cluster", "etcd_restore_new_cluster", params(access, bucket, **kw), prefect_server)
     removed_afterwards.append(HostedClusterRef(ns, name))
     wait_for(lambda: child.poll() is not None or any(o.startswith(kill_after) for o in _labelled(mgmt, ns, op)),
              f"the child run to create its {kill_after}", timeout=120)
@@ -415,7 +386,7 @@ def test_a_failure_after_creation_removes_it_and_the_same_operation_then_starts_
     failed = _fails_after_approval(rb_world, ns, params(access, bucket, timeout_seconds=8, approval={
         "timeout_seconds": 120, "poll_interval_seconds": 1}, **kw))
     _refused(failed, f"HostedCluster {ref} Available and EtcdAvailable", "logs etcd-0 -c etcd-init")
-    text = _report_of(ref)
+    text = latest_report(RUNBOOK, ref)
     assert "at failure: HostedCluster Available=False" in text and f"at failure: pod {ns}-{name}/etcd-0:" in text
     assert "etcd-0 etcd-init: <?xml" in text or "etcd-0 etcd-init: <Error>" in text, text  # S3's answer, from its log
     assert f"deleted HostedCluster {ref}" in text and f"deleted secret {ns}/{name}-etcd-encryption-key" in text
@@ -426,7 +397,7 @@ def test_a_failure_after_creation_removes_it_and_the_same_operation_then_starts_
     kept = _fails_after_approval(rb_world, ns, params(access, bucket, timeout_seconds=8, keep_on_failure=True, approval={
         "timeout_seconds": 120, "poll_interval_seconds": 1}, **{**kw, "operation_id": op2}))
     assert kept.is_failed()
-    assert "kept for inspection" in _report_of(ref) and "--remove" in _report_of(ref)
+    assert "kept for inspection" in latest_report(RUNBOOK, ref) and "--remove" in latest_report(RUNBOOK, ref)
     assert len(_labelled(mgmt, ns, op2)) == 3
     removal = etcd_restore_new_cluster(params(access, bucket, remove=True, **{**kw, "operation_id": op2}))
     assert removal.status == "succeeded", removal.error
