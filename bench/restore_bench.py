@@ -262,7 +262,7 @@ def run_one(bench: RestoreBench, availability: str, mib: int, rounds: int, figur
             rows: list[tuple[str, ...]]) -> None:
     label = "HA" if availability == "HighlyAvailable" else "SR"
     t = time.perf_counter()
-    bench.start_world(availability)
+    bench.start_world(availability, name=f"world-{label.lower()}")  # a directory each: no PVC of the other
     print(f"[{label}] world with one {availability} hosted cluster Available in {time.perf_counter() - t:.1f} s")
     bench.wait_etcd_answers()
     fill_s = bench.fill_to(mib)
