@@ -2,7 +2,8 @@
 
 `upload_stream` reads the source in order (computing the SHA-256 of exactly the bytes it sends)
 while up to `concurrency` parts upload at once, so reading the source overlaps the uploads; it holds
-at most `concurrency + 1` parts in memory (plus the chunk being added), and leaves nothing behind on failure: a multipart upload is
+at most `concurrency + 2` parts in memory (those uploading, the one being filled, and one the hasher
+may still hold: usually one of those uploading), and leaves nothing behind on failure: a multipart upload is
 aborted whatever the error (the source iterator raising, e.g. a cut exec stream, included). Objects
 smaller than one part go up as a single PutObject. A part that fails is retried a few times with the
 same bytes (on top of whatever retries the boto3 client does itself).
@@ -10,10 +11,11 @@ same bytes (on top of whatever retries the boto3 client does itself).
 
 from __future__ import annotations
 
+import base64
 import hashlib
-import io
 import logging
 import time
+import zlib
 from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -111,7 +113,6 @@ def _upload(s3_client: Any, bucket: str, key: str, source: Iterator[bytes], *, p
                 break
             if not chunk:
                 continue
-            digest.update(chunk)
             size += len(chunk)
             room = part_size - len(buf)
             if len(chunk) <= room:
@@ -127,6 +128,7 @@ def _upload(s3_client: Any, bucket: str, key: str, source: Iterator[bytes], *, p
 
     first = fill()
     if not more():
+        digest.update(first)
         response = _with_retries(lambda: s3_client.put_object(Bucket=bucket, Key=key, Body=bytes(first), **extra),
                                  part_attempts, retry_delay, f"PutObject s3://{bucket}/{key}")
         return UploadResult(bucket, key, size, digest.hexdigest(), response["ETag"].strip('"'), 0)
@@ -135,15 +137,25 @@ def _upload(s3_client: Any, bucket: str, key: str, source: Iterator[bytes], *, p
     etags: dict[int, str] = {}
 
     def send(number: int, part_body: bytearray) -> None:
+        # The part's CRC32 goes in a header, so S3 still checks what it received, while the body goes
+        # out as it is, in one write: left to compute it, botocore would send the body aws-chunked
+        # with a trailer, 128 KiB at a time through Python, copying and re-slicing each 1 MiB chunk
+        # while holding the interpreter lock that the thread reading the source needs.
+        crc32 = base64.b64encode(zlib.crc32(part_body).to_bytes(4, "big")).decode()
+
         def attempt() -> Any:
-            with _PartReader(part_body) as reader:  # released even when the attempt fails
-                return s3_client.upload_part(Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number,
-                                             Body=reader, **_sse_part_args(sse, kms_key_id))
+            return s3_client.upload_part(Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number,
+                                         Body=part_body, ChecksumCRC32=crc32, **_sse_part_args(sse, kms_key_id))
         response = _with_retries(attempt, part_attempts, retry_delay, f"UploadPart {number} of s3://{bucket}/{key}")
         etags[number] = response["ETag"]
         log.debug("s3://%s/%s: part %d (%d bytes) uploaded", bucket, key, number, len(part_body))
 
     pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="s3-part")
+    # The SHA-256 is taken a part at a time, in order, by a thread of its own: the thread reading the
+    # source (an exec stream: thousands of small TLS reads) is the pipeline's bottleneck, and each
+    # update would make it give up the interpreter lock and wait to get it back.
+    hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="s3-sha256")
+    hashed: Future[None] | None = None
     in_flight: set[Future[None]] = set()
     try:
         body: bytearray | None = first
@@ -154,6 +166,9 @@ def _upload(s3_client: Any, bucket: str, key: str, source: Iterator[bytes], *, p
             if number > MAX_PARTS:
                 raise S3TransferError(f"s3://{bucket}/{key}: more than {MAX_PARTS} parts; raise part_size")
             in_flight.add(pool.submit(send, number, body))
+            if hashed is not None:
+                hashed.result()  # at most one part waits for the hasher: the memory bound holds
+            hashed = hasher.submit(digest.update, body)
             if len(in_flight) >= concurrency:  # bound memory: wait for a slot before reading more
                 done, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
                 for future in done:
@@ -163,6 +178,7 @@ def _upload(s3_client: Any, bucket: str, key: str, source: Iterator[bytes], *, p
         for future in in_flight:
             future.result()
         in_flight = set()
+        hasher.shutdown(wait=True)
         parts = [{"PartNumber": n, "ETag": etags[n]} for n in sorted(etags)]
         response = s3_client.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id,
                                                        MultipartUpload={"Parts": parts})
@@ -174,46 +190,8 @@ def _upload(s3_client: Any, bucket: str, key: str, source: Iterator[bytes], *, p
         raise
     finally:
         pool.shutdown(wait=True)
+        hasher.shutdown(wait=True)
     return UploadResult(bucket, key, size, digest.hexdigest(), response["ETag"].strip('"'), len(parts))
-
-
-class _PartReader(io.RawIOBase):
-    """A seekable, read-only file over the part buffer, so botocore streams it (checksums, the
-    request body, a retry's rewind) without copying the part."""
-
-    def __init__(self, data: bytearray) -> None:
-        self._view = memoryview(data)
-        self._pos = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def readinto(self, b: Any) -> int:
-        n = min(len(b), len(self._view) - self._pos)
-        b[:n] = self._view[self._pos:self._pos + n]
-        self._pos += n
-        return n
-
-    def read(self, size: int = -1) -> bytes:
-        end = len(self._view) if size is None or size < 0 else min(len(self._view), self._pos + size)
-        out = bytes(self._view[self._pos:end])
-        self._pos = end
-        return out
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: len(self._view)}[whence]
-        self._pos = max(0, min(len(self._view), base + offset))
-        return self._pos
-
-    def tell(self) -> int:
-        return self._pos
-
-    def close(self) -> None:
-        self._view.release()
-        super().close()
 
 
 def _sse_part_args(sse: SSE | None, kms_key_id: str | None) -> dict[str, str]:
