@@ -8,6 +8,7 @@ from typing import Any, Callable, Iterator
 
 import pytest
 from kubernetes import client
+from kubernetes.client.exceptions import ApiException
 from prefect.settings import PREFECT_LOCAL_STORAGE_PATH, temporary_settings
 from prefect.testing.utilities import prefect_test_harness
 
@@ -69,13 +70,16 @@ def bucket(rb_world: World) -> str:
 
 
 @pytest.fixture
-def new_cluster(rb_world: World, mgmt: client.ApiClient) -> Callable[[], str]:
-    """A hosted cluster of the test's own, Available; returns NAMESPACE/NAME."""
+def new_cluster(rb_world: World, mgmt: client.ApiClient) -> Iterator[Callable[[], str]]:
+    """A hosted cluster of the test's own, Available; returns NAMESPACE/NAME. Deleted after the test
+    (its control plane and etcd processes go with it), so the session's world stays small."""
+    custom = client.CustomObjectsApi(mgmt)
+    made: list[str] = []
 
     def make() -> str:
         name = f"r{uuid.uuid4().hex[:6]}"
         rb_world.create_hosted_cluster(name)
-        custom = client.CustomObjectsApi(mgmt)
+        made.append(name)
 
         def available() -> bool:
             hc = custom.get_namespaced_custom_object("hypershift.openshift.io", "v1beta1", "clusters", "hostedclusters", name)
@@ -84,7 +88,14 @@ def new_cluster(rb_world: World, mgmt: client.ApiClient) -> Callable[[], str]:
         wait_for(available, f"hosted cluster {name} available", timeout=90)
         return f"clusters/{name}"
 
-    return make
+    yield make
+    for name in made:
+        try:
+            custom.delete_namespaced_custom_object("hypershift.openshift.io", "v1beta1", "clusters", "hostedclusters",
+                                                   name)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
 
 
 @pytest.fixture(autouse=True)
