@@ -24,7 +24,7 @@ __all__ = [
     "CA_CERT", "CLIENT_CERT", "CLIENT_KEY", "DATA_DIR", "ETCDCTL", "LOCAL_ENDPOINT",
     "EtcdMember", "EtcdMemberError", "MemberStatus", "SnapshotInfo",
     "list_members", "member_status", "choose_member", "save_snapshot", "stream_snapshot", "remove_snapshot",
-    "stream_hashed_snapshot", "HashedSnapshotStream", "etcdctl_argv",
+    "stream_hashed_snapshot", "HashedSnapshotStream", "etcdctl_argv", "save_and_stream_snapshot", "LiveSnapshotStream",
 ]
 
 log = logging.getLogger("hcp.etcd_member")
@@ -42,7 +42,7 @@ MEMBER_LABEL = "app=etcd"
 _STATUS_TIMEOUT = 30.0
 _HEALTH_MARK = "--- hcp-runbooks: endpoint health ---"
 # Files next to a snapshot that a save or its facts create (and remove when they finish).
-_LEFTOVERS = (".part", ".sha256", ".version")
+_LEFTOVERS = (".part", ".sha256", ".version", ".facts")
 
 
 @dataclass(frozen=True)
@@ -238,6 +238,13 @@ def save_snapshot(api: client.ApiClient | client.CoreV1Api, member: EtcdMember, 
     if result.exit_code != 0:
         raise EtcdMemberError(_exit_text(result.exit_code, result.stderr), namespace=member.namespace, pod=member.pod,
                               step="snapshot status", cluster=_cluster_name(api), command=argv, next_step=corrupt)
+    return _parse_facts(api, member, path, facts_text, hash_file, argv)
+
+
+def _parse_facts(api: client.ApiClient | client.CoreV1Api, member: EtcdMember, path: str, facts_text: str,
+                 hash_file: bool, argv: Sequence[str]) -> SnapshotInfo:
+    """The SnapshotInfo from what `_facts_script` printed (status JSON, size, SHA-256 line, version JSON)."""
+    corrupt = f"the file {path} may be corrupt: remove it and take the snapshot again"
     try:
         lines = facts_text.strip().splitlines()
         data = json.loads(lines[0])
@@ -266,15 +273,15 @@ _SAVE_NEXT = ("check the member's health and free space on its data volume, then
               "at {path}.part (remove_snapshot removes it)")
 
 
-def _facts_script(path: str, hash_file: bool) -> str:
+def _facts_script(path: str, hash_file: bool, hasher: str = "sha256sum") -> str:
     """`snapshot status`, the size, (with `hash_file`) the SHA-256 and the server's version, one a
-    line; the SHA-256 (a full read of the file) and the version run while the status is computed.
-    etcdctl 3.5 still has `snapshot status` (deprecated for etcdutl); an image without it falls back
-    to etcdutl."""
+    line; the SHA-256 (a full read of the file, by `hasher`: a command printing `<hex> <name>`) and
+    the version run while the status is computed. etcdctl 3.5 still has `snapshot status`
+    (deprecated for etcdutl); an image without it falls back to etcdutl."""
     q = shlex.quote(path)
     status = _sh(etcdctl_argv("snapshot", "status", path, "-w", "json"))
     endpoint = _sh(etcdctl_argv("endpoint", "status", "-w", "json"))
-    hashing = f"sha256sum {q} > {q}.sha256 & hashing=$!; " if hash_file else ""
+    hashing = f"{hasher} {q} > {q}.sha256 & hashing=$!; " if hash_file else ""
     hashed = f"wait $hashing; h=$?; [ $rc -eq 0 ] && rc=$h; [ $rc -eq 0 ] && cat {q}.sha256; " if hash_file else ""
     return (f"{hashing}{{ {endpoint} 2>/dev/null || echo '[]'; }} > {q}.version & versioning=$!; "
             f"{{ {status} || {ETCDUTL} snapshot status {q} -w json; }} && stat -c %s {q}; rc=$?; {hashed}"
@@ -345,6 +352,127 @@ def _hashed_stream_script(path: str) -> str:
     return ("if openssl dgst -sha256 -r </dev/null >/dev/null 2>&1; then hasher='openssl dgst -sha256 -r'; "
             f"else hasher=sha256sum; fi; $hasher {q} >&2 & hashing=$!; cat {q}; rc=$?; wait $hashing; hc=$?; "
             "[ $rc -ne 0 ] && exit $rc; exit $hc")
+
+
+_FACTS_MARK = "--- hcp-runbooks: snapshot facts ---"
+_FAILED_MARK = "--- hcp-runbooks: failed at"
+
+
+class LiveSnapshotStream(Iterator[bytes]):
+    """`etcdctl snapshot save <path>` in the member's pod, its bytes streamed out while etcdctl writes
+    them, then the saved file's facts; one exec (see `_live_stream_script`).
+
+    After the stream is exhausted, `info` is the saved file as `save_snapshot(hash_file=True)`
+    describes it, its `sha256` computed in the pod over the final file on disk (not over the bytes
+    that streamed: the uploader's own hash of those must equal it), and `save_seconds` how long
+    etcdctl ran (measured in the pod; None if its clock could not say). Raises EtcdMemberError
+    (after the last chunk, so a consumer never keeps a short copy) when etcdctl, the stream or the
+    facts failed, or the stream was cut; closing it closes the exec's connection (the server then
+    stops etcdctl too)."""
+
+    def __init__(self, api: client.ApiClient | client.CoreV1Api, member: EtcdMember, path: str,
+                 chunk_bytes: int = 1 << 20, *, idle_timeout: float = 300.0) -> None:
+        if not path.startswith("/") or path.endswith("/"):
+            raise ValueError(f"snapshot path must be an absolute file path, not {path!r}")
+        self.api, self.member, self.path = api, member, path
+        self.save_argv = etcdctl_argv("snapshot", "save", path)  # what errors name: the command an operator knows
+        self.argv = ["sh", "-c", _live_stream_script(path)]
+        self._stderr = bytearray()
+        self._info: SnapshotInfo | None = None
+        self.save_seconds: float | None = None
+        self._chunks = pod_exec.stream_stdout(api, member.namespace, member.pod, member.container, self.argv,
+                                              chunk_bytes=chunk_bytes, idle_timeout=idle_timeout,
+                                              stderr_sink=self._stderr)
+
+    def __next__(self) -> bytes:
+        try:
+            return next(self._chunks)
+        except StopIteration:
+            self._info = self._facts()
+            raise
+        except ExecError as e:
+            raise self._failure(e) from e
+
+    def close(self) -> None:
+        self._chunks.close()
+
+    @property
+    def info(self) -> SnapshotInfo:
+        if self._info is None:
+            raise RuntimeError(f"the snapshot {self.path} is described once its stream is read to the end")
+        return self._info
+
+    def _facts(self) -> SnapshotInfo:
+        text = self._stderr.decode("utf-8", "replace")
+        _, mark, facts = text.rpartition(f"{_FACTS_MARK}\n")
+        if not mark:
+            raise EtcdMemberError(f"the stream of {self.path} ended without the snapshot's facts (stderr: "
+                                  f"{text[-300:]!r})", namespace=self.member.namespace, pod=self.member.pod,
+                                  step="snapshot status", cluster=_cluster_name(self.api), command=self.save_argv,
+                                  next_step="check that the etcd image has sh, tail, date and sha256sum (coreutils), "
+                                            "then retry")
+        clock, _, facts = facts.partition("\n")
+        try:
+            t0, t1 = (int(v) for v in clock.split())
+            self.save_seconds = max(0.0, (t1 - t0) / 1e9)
+        except ValueError:
+            log.warning("%s: the pod's clock did not say how long snapshot save ran (%r)", self.member, clock)
+        return _parse_facts(self.api, self.member, self.path, facts, True, self.argv)
+
+    def _failure(self, e: ExecError) -> EtcdMemberError:
+        text = e.stderr.decode("utf-8", "replace")
+        failed = re.findall(rf"^{re.escape(_FAILED_MARK)} ([a-z ]+) ---$", text, re.MULTILINE)
+        if e.exit_code is None:
+            step, next_step = "stream snapshot", "retry the backup (a new snapshot and stream)"
+        elif failed and failed[-1] == "snapshot status":
+            step, next_step = "snapshot status", "take the snapshot again (the saved file may be corrupt)"
+        elif failed and failed[-1] == "stream":
+            step, next_step = "stream snapshot", ("check that the etcd image has tail (coreutils) and the data "
+                                                  "volume is readable, then retry")
+        else:
+            step, next_step = "snapshot save", _SAVE_NEXT.format(path=self.path)
+        return EtcdMemberError(_short(e), namespace=self.member.namespace, pod=self.member.pod, step=step,
+                               command=self.save_argv, cluster=e.cluster or _cluster_name(self.api),
+                               next_step=next_step)
+
+
+def save_and_stream_snapshot(api: client.ApiClient | client.CoreV1Api, member: EtcdMember, path: str,
+                             chunk_bytes: int = 1 << 20, *, idle_timeout: float = 300.0) -> LiveSnapshotStream:
+    """Take the snapshot and stream it out as it is written (see LiveSnapshotStream). `path` as for
+    `save_snapshot`; the file stays in the pod until `remove_snapshot`."""
+    return LiveSnapshotStream(api, member, path, chunk_bytes, idle_timeout=idle_timeout)
+
+
+def _live_stream_script(path: str) -> str:
+    """etcdctl 3.5 writes the snapshot to `<path>.part` (opened O_CREAT|O_TRUNC after the client is
+    set up), fsyncs it and renames it to `<path>` (client/v3/snapshot SaveWithVersion). The script
+    creates `<path>.part` empty first and opens it for reading before etcdctl starts; `tail -f` then
+    follows that descriptor, so etcdctl's truncation of an empty file and its rename change nothing
+    for it, and, told etcdctl's pid, tail reads what is left once etcdctl has exited, then ends
+    (coreutils tail_forever: one more read after the writer is gone). Reading it from stdin (a
+    regular file) makes tail poll every 0.1 s instead of using inotify. Then, on the final file:
+    `snapshot status`, size, SHA-256 and the server's version (`_facts_script`), and how long etcdctl
+    ran, on stderr (stdout is the snapshot) after a mark (collected in a file first: the commands'
+    own warnings go to stderr too). A failure says which part failed on stderr
+    and exits non-zero. Anything an earlier attempt left is removed first."""
+    q, part = shlex.quote(path), shlex.quote(path + ".part")
+    leftovers = " ".join(shlex.quote(path + suffix) for suffix in ("", *_LEFTOVERS))
+    save = _sh(etcdctl_argv("snapshot", "save", path))
+
+    def fail(what: str, code: str) -> str:
+        return f"{{ echo '{_FAILED_MARK} {what} ---' >&2; exit {code}; }}"
+
+    hasher = ("if openssl dgst -sha256 -r </dev/null >/dev/null 2>&1; then hasher='openssl dgst -sha256 -r'; "
+              "else hasher=sha256sum; fi; ")
+    return (f"rm -f {leftovers} && : > {part} && exec 3< {part} || {fail('snapshot save', 1)}; "
+            f"t0=$(date +%s%N); {save} >/dev/null 3<&- & saver=$!; "
+            f"tail -c +1 -f -s 0.1 --pid=$saver <&3 3<&-; tailed=$?; exec 3<&-; "
+            f"wait $saver; rc=$?; t1=$(date +%s%N); "
+            f"[ $rc -eq 0 ] || {fail('snapshot save', '$rc')}; [ $tailed -eq 0 ] || {fail('stream', '$tailed')}; "
+            f"{hasher}( {_facts_script(path, True, '$hasher')} ) > {q}.facts; rc=$?; "
+            f"[ $rc -eq 0 ] || {{ rm -f {q}.facts; {fail('snapshot status', '$rc')}; }}; "
+            f"{{ echo '{_FACTS_MARK}'; echo \"$t0 $t1\"; cat {q}.facts; }} >&2; rc=$?; rm -f {q}.facts; "
+            f"[ $rc -eq 0 ] || {fail('snapshot status', '$rc')}")
 
 
 def remove_snapshot(api: client.ApiClient | client.CoreV1Api, member: EtcdMember, path: str, *,

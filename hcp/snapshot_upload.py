@@ -1,24 +1,31 @@
 """A snapshot file in an etcd member's pod into S3, checked on the way.
 
-The bytes are hashed twice while they travel, by different code on different machines: in the pod
-as they stream out (`etcd_member.stream_hashed_snapshot`) and by the uploader as they go up
-(`s3_transfer.upload_stream`). The object stays only when the two SHA-256 agree, the size is the
-file's, and the SHA-256 agrees with one known before (a snapshot hashed when it was taken), if any;
-otherwise it is deleted and `SnapshotMismatch` says what differed.
+`upload_snapshot_file`: a snapshot already saved in the pod. The bytes are hashed twice while they
+travel, by different code on different machines: in the pod as they stream out
+(`etcd_member.stream_hashed_snapshot`) and by the uploader as they go up (`s3_transfer.upload_stream`).
+The object stays only when the two SHA-256 agree, the size is the file's, and the SHA-256 agrees
+with one known before (a snapshot hashed when it was taken), if any; otherwise it is deleted and
+`SnapshotMismatch` says what differed.
+
+`save_and_upload_snapshot`: the snapshot taken and uploaded at once, its bytes streamed out of the
+pod while etcdctl writes them (`etcd_member.save_and_stream_snapshot`). The object stays only when
+etcdctl succeeded and the uploader's SHA-256 and size equal those the pod computed over the saved
+file afterwards.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from kubernetes import client
 
-from hcp.etcd_member import EtcdMember, EtcdMemberError, stream_hashed_snapshot
+from hcp.etcd_member import EtcdMember, EtcdMemberError, SnapshotInfo, save_and_stream_snapshot, stream_hashed_snapshot
 from hcp.s3_transfer import S3TransferError, UploadResult, upload_stream
 
-__all__ = ["SnapshotMismatch", "upload_snapshot_file"]
+__all__ = ["SnapshotMismatch", "upload_snapshot_file", "save_and_upload_snapshot", "SavedUpload"]
 
 log = logging.getLogger("hcp.snapshot_upload")
 
@@ -54,6 +61,41 @@ def upload_snapshot_file(api: client.ApiClient | client.CoreV1Api, member: EtcdM
                                f"({'; '.join(problems)}); the object was deleted. Next: retry the backup (a new "
                                "stream); if it happens again, take a new snapshot")
     return result
+
+
+@dataclass(frozen=True)
+class SavedUpload:
+    info: SnapshotInfo          # the saved file in the pod; its sha256 the pod's, equal to the upload's
+    upload: UploadResult
+    save_seconds: float | None  # how long etcdctl snapshot save ran (the pod's clock)
+
+
+def save_and_upload_snapshot(api: client.ApiClient | client.CoreV1Api, member: EtcdMember, path: str, s3: Any,
+                             bucket: str, key: str, *,
+                             wrap: Callable[[Iterator[bytes]], Iterator[bytes]] | None = None,
+                             **upload_args: Any) -> SavedUpload:
+    """`etcdctl snapshot save <path>` in the member's pod, streamed into s3://bucket/key while it is
+    written (`upload_args` and `wrap` as for `upload_snapshot_file`). If etcdctl, the stream or the
+    facts fail, the upload is aborted (EtcdMemberError); if the uploaded bytes are not the saved
+    file (SHA-256 or size), the object is deleted (SnapshotMismatch). The file stays in the pod."""
+    stream = save_and_stream_snapshot(api, member, path)
+    result = upload_stream(s3, bucket, key, wrap(stream) if wrap else stream, **upload_args)
+    try:
+        info = stream.info
+    except BaseException:
+        _delete(s3, bucket, key)
+        raise
+    problems = []
+    if result.sha256 != info.sha256:
+        problems.append(f"SHA-256 {result.sha256} uploaded, {info.sha256} computed in the pod over the saved file")
+    if result.size != info.size_bytes:
+        problems.append(f"{result.size} bytes uploaded, the saved file has {info.size_bytes}")
+    if problems:
+        _delete(s3, bucket, key)
+        raise SnapshotMismatch(f"s3://{bucket}/{key}: the upload is not the snapshot file {path} in pod {member} "
+                               f"({'; '.join(problems)}); the object was deleted. Next: retry the backup (a new "
+                               "snapshot and stream)")
+    return SavedUpload(info=info, upload=result, save_seconds=stream.save_seconds)
 
 
 def _delete(s3: Any, bucket: str, key: str) -> None:

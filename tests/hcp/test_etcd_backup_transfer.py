@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import gc
 import hashlib
+import json
+import shlex
+import threading
 import tracemalloc
 import uuid
 
@@ -14,10 +17,10 @@ import pytest
 
 from hcp import pod_exec
 from hcp.cluster_access import ClusterAccess, ClusterAccessError
-from hcp.etcd_member import EtcdMember
+from hcp.etcd_member import EtcdMember, EtcdMemberError, remove_snapshot
 from hcp.pod_exec import CommandFailed, ExecStreamError
 from hcp.s3_transfer import MiB, S3TransferError, download_stream, sha256_of_object, upload_stream
-from hcp.snapshot_upload import SnapshotMismatch, upload_snapshot_file
+from hcp.snapshot_upload import SnapshotMismatch, save_and_upload_snapshot, upload_snapshot_file
 
 from .conftest import CONTAINER, NAMESPACE, POD
 
@@ -219,3 +222,99 @@ def test_checked_upload_keeps_the_pods_bytes_only(mgmt1_api, s3, bucket, big_fil
         _assert_nothing_left(s3, bucket, key)
     finally:
         _in_pod(mgmt1_api, "rm", "-f", small)
+
+
+# -- the snapshot saved and uploaded at once (the online backup's path) ---------------------------
+
+def _listing(api) -> list[str]:  # type: ignore[no-untyped-def]
+    return _in_pod(api, "ls", "-a", "/var/lib/data").split()
+
+
+@pytest.fixture
+def bulky_etcd(mgmt1_api) -> None:  # type: ignore[no-untyped-def]
+    """24 MB more in etcd-0, so that its snapshot takes long enough to be interrupted; deleted,
+    compacted and defragmented afterwards (the session's other tests keep a small snapshot)."""
+    put = " ".join(shlex.quote(a) for a in [*ETCDCTL, "put"])
+    _in_pod(mgmt1_api, "sh", "-c", f"for i in $(seq 24); do head -c 1000000 /dev/zero | tr '\\0' x | "
+                                   f"{put} /hcp-test/bulky/$i >/dev/null || exit 1; done", timeout=120)
+    yield
+    revision = json.loads(_in_pod(mgmt1_api, *ETCDCTL, "del", "--prefix", "/hcp-test/bulky/", "-w", "json"))
+    _in_pod(mgmt1_api, *ETCDCTL, "compact", str(revision["header"]["revision"]))
+    _in_pod(mgmt1_api, *ETCDCTL, "defrag", timeout=120)
+
+
+def test_saved_and_uploaded_at_once(mgmt1_api, s3, bucket, bulky_etcd) -> None:  # type: ignore[no-untyped-def]
+    member = EtcdMember(NAMESPACE, POD, CONTAINER)
+    path = f"/var/lib/data/hcp-runbooks-test-{uuid.uuid4().hex[:6]}.db"
+    key = _key()
+    seen = []
+
+    def count(chunks):  # type: ignore[no-untyped-def]
+        for chunk in chunks:
+            seen.append(len(chunk))
+            yield chunk
+    try:
+        saved = save_and_upload_snapshot(mgmt1_api, member, path, s3, bucket, key, wrap=count, part_size=5 * MiB,
+                                         sse="AES256")
+        assert saved.info.sha256 == saved.upload.sha256 == _pod_sha256(mgmt1_api, path) == sha256_of_object(s3, bucket, key)
+        assert saved.upload.size == saved.info.size_bytes == sum(seen) > 24_000_000
+        assert saved.upload.parts >= 5 and saved.save_seconds and saved.save_seconds > 0
+        assert s3.head_object(Bucket=bucket, Key=key)["ServerSideEncryption"] == "AES256"
+    finally:
+        remove_snapshot(mgmt1_api, member, path)
+
+
+def test_cut_while_saving_and_uploading_leaves_nothing(hcp_world, mgmt1_api, s3, bucket, bulky_etcd) -> None:  # type: ignore[no-untyped-def]
+    member = EtcdMember(NAMESPACE, POD, CONTAINER)
+    path = f"/var/lib/data/hcp-runbooks-test-{uuid.uuid4().hex[:6]}.db"
+    key = _key()
+    before = _listing(mgmt1_api)
+    hcp_world.cluster("mgmt1").faults.cut_next_exec(after_bytes=11 * MiB, command=f"snapshot save {path}")
+    try:
+        with pytest.raises(EtcdMemberError) as err:
+            save_and_upload_snapshot(mgmt1_api, member, path, s3, bucket, key, part_size=5 * MiB)
+        assert err.value.step == "stream snapshot" and "without an exit status" in str(err.value)
+        _assert_nothing_left(s3, bucket, key)
+    finally:
+        remove_snapshot(mgmt1_api, member, path)
+    assert _listing(mgmt1_api) == before
+
+
+def test_etcdctl_killed_mid_save_leaves_no_object(mgmt1_api, s3, bucket, bulky_etcd) -> None:  # type: ignore[no-untyped-def]
+    """etcdctl dies after it has written part of the file (and some of it has gone up): the upload
+    is aborted, whatever tail had streamed."""
+    member = EtcdMember(NAMESPACE, POD, CONTAINER)
+    path = f"/var/lib/data/hcp-runbooks-test-{uuid.uuid4().hex[:6]}.db"
+    key = _key()
+    before = _listing(mgmt1_api)
+    # In the pod, beside the backup: as soon as etcdctl has written its first MiB, kill it.
+    killer = threading.Thread(target=_in_pod, args=(mgmt1_api, "sh", "-c",
+                              f"while [ \"$(stat -c %s {path}.part 2>/dev/null || echo 0)\" -lt {MiB} ]; do :; done; "
+                              f"pkill -KILL -f 'snapshot save {path}'"), kwargs={"timeout": 60}, daemon=True)
+    killer.start()
+    try:
+        with pytest.raises(EtcdMemberError) as err:
+            save_and_upload_snapshot(mgmt1_api, member, path, s3, bucket, key, part_size=5 * MiB)
+        killer.join(30)
+        assert err.value.step == "snapshot save" and "exited 137" in str(err.value)
+        _assert_nothing_left(s3, bucket, key)
+    finally:
+        remove_snapshot(mgmt1_api, member, path)
+    assert _listing(mgmt1_api) == before
+
+
+def test_saved_and_uploaded_bytes_that_differ_from_the_saved_file_are_deleted(mgmt1_api, s3, bucket) -> None:  # type: ignore[no-untyped-def]
+    member = EtcdMember(NAMESPACE, POD, CONTAINER)
+    path = f"/var/lib/data/hcp-runbooks-test-{uuid.uuid4().hex[:6]}.db"
+    key = _key()
+
+    def flip_a_byte(chunks):  # type: ignore[no-untyped-def]
+        """A byte changed after it left the pod, before the uploader hashed it."""
+        for i, chunk in enumerate(chunks):
+            yield bytes([chunk[0] ^ 1]) + chunk[1:] if i == 0 else chunk
+    try:
+        with pytest.raises(SnapshotMismatch, match="computed in the pod over the saved file.*the object was deleted"):
+            save_and_upload_snapshot(mgmt1_api, member, path, s3, bucket, key, wrap=flip_a_byte)
+        _assert_nothing_left(s3, bucket, key)
+    finally:
+        remove_snapshot(mgmt1_api, member, path)

@@ -18,7 +18,7 @@ from kubernetes import client
 from hcp import pod_exec
 from hcp.etcd_member import (
     EtcdMember, EtcdMemberError, MemberStatus, choose_member, etcdctl_argv, list_members, member_status,
-    remove_snapshot, save_snapshot, stream_hashed_snapshot, stream_snapshot,
+    remove_snapshot, save_and_stream_snapshot, save_snapshot, stream_hashed_snapshot, stream_snapshot,
 )
 from hcp.etcd_tools import etcd_tool
 
@@ -189,6 +189,60 @@ def test_snapshot_hashed_in_the_pod_while_it_streams(mgmt1_api: client.ApiClient
     finally:
         remove_snapshot(mgmt1_api, MEMBER, path)
     assert _listing(mgmt1_api) == before
+
+
+def test_snapshot_streamed_while_etcdctl_writes_it(mgmt1_api: client.ApiClient, tmp_path: Path) -> None:
+    """One exec: snapshot save, the bytes streamed out as they are written, then the saved file's
+    facts. The streamed bytes restore (etcdutl, on the runner) to a database holding a key written
+    just before; they hash to what the pod computed over the saved file."""
+    from tests.runbooks.etcd_local import keys_in_snapshot
+
+    path = f"/var/lib/data/hcp-runbooks-test-{uuid.uuid4().hex[:6]}.db"
+    marker = f"/hcp-test/live-{uuid.uuid4().hex[:8]}"
+    pod_exec.run(mgmt1_api, NAMESPACE, POD, CONTAINER, etcdctl_argv("put", marker, "before-the-snapshot"))
+    before = _listing(mgmt1_api)
+    revision = member_status(mgmt1_api, MEMBER).revision or 0
+    try:
+        stream = save_and_stream_snapshot(mgmt1_api, MEMBER, path, chunk_bytes=64 * 1024)
+        with pytest.raises(RuntimeError, match="read to the end"):
+            stream.info
+        local = tmp_path / "live.db"
+        digest = hashlib.sha256()
+        with local.open("wb") as f:
+            for chunk in stream:
+                digest.update(chunk)
+                f.write(chunk)
+        info = stream.info
+        assert info.path == path and info.member == POD and info.revision >= revision and info.total_keys > 0
+        assert info.sha256 == digest.hexdigest() == pod_exec.run(
+            mgmt1_api, NAMESPACE, POD, CONTAINER, ["sha256sum", path]).text.split()[0]
+        assert info.size_bytes == local.stat().st_size == info.db_size_bytes + 32
+        assert info.etcd_version and info.etcd_version.startswith("3.5.")
+        assert stream.save_seconds is not None and 0 < stream.save_seconds < 60
+        status = json.loads(subprocess.run([str(etcd_tool("etcdutl")), "snapshot", "status", str(local), "-w", "json"],
+                                           capture_output=True, text=True, check=True).stdout)
+        assert (status["revision"], status["hash"], status["totalKey"]) == (info.revision, info.hash, info.total_keys)
+        assert keys_in_snapshot(local, tmp_path, marker)[marker] == "before-the-snapshot"
+        # the saved file stays (removed by remove_snapshot); nothing else: no .part, hash or version file
+        assert sorted(set(_listing(mgmt1_api)) - set(before)) == [path.rsplit("/", 1)[1]]
+    finally:
+        remove_snapshot(mgmt1_api, MEMBER, path)
+        pod_exec.run(mgmt1_api, NAMESPACE, POD, CONTAINER, etcdctl_argv("del", marker))
+    assert _listing(mgmt1_api) == before
+
+
+def test_live_stream_failing_save_names_the_step(mgmt1_api: client.ApiClient) -> None:
+    before = _listing(mgmt1_api)
+    path = "/var/lib/data/no-such-dir/hcp-runbooks-x.db"
+    with pytest.raises(EtcdMemberError) as err:
+        list(save_and_stream_snapshot(mgmt1_api, MEMBER, path))
+    e = err.value
+    assert (e.namespace, e.pod, e.step) == (NAMESPACE, POD, "snapshot save")
+    assert "etcdctl" in " ".join(e.command or []) and "snapshot save" in " ".join(e.command or [])
+    assert "No such file or directory" in str(e) and "Next:" in str(e)
+    assert _listing(mgmt1_api) == before
+    with pytest.raises(ValueError, match="absolute file path"):
+        save_and_stream_snapshot(mgmt1_api, MEMBER, "relative.db")
 
 
 def test_hashed_stream_of_a_missing_file_fails_and_leaves_nothing(mgmt1_api: client.ApiClient) -> None:
