@@ -10,7 +10,7 @@ the manifest last: a prefix without a manifest is not a backup.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Literal
 
 import kubernetes
@@ -26,7 +26,7 @@ from hcp.hosted_cluster import QUIESCE_DEPLOYMENTS, HostedClusterInfo
 from hcp.naming import BackupLocation, operation_id_time
 from hcp.params import BucketName, HostedClusterName, KeyPrefix, ManagementParams, OperationId
 from hcp.plan import PlanStep
-from hcp.report import RunReport
+from hcp.report import RunReport, StepRecord
 from hcp.run_target import RunTarget
 from tasks.checkpoint import completed_result
 from tasks.cluster_objects import CLUSTER_OBJECTS_FILE, save_cluster_objects
@@ -34,8 +34,8 @@ from tasks.etcd import member_statuses, remove_snapshot_file, snapshot_file_pres
 from tasks.gates import GateSettings, approval_gate, take_lock
 from tasks.hosted_cluster import pending_undo, quiesce_control_plane, read_cluster, restore_availability
 from tasks.runbook import Runbook, RunbookError, operation_id_for_run, run_parameters
-from tasks.storage import ENCRYPTION_KEY_FILE, SNAPSHOT_FILE, Encryption, check_bucket, save_encryption_key, \
-    upload_snapshot, verify_backup, write_manifest
+from tasks.storage import ENCRYPTION_KEY_FILE, SNAPSHOT_FILE, Encryption, Uploaded, check_bucket, save_encryption_key, \
+    snapshot_and_upload, upload_snapshot, verify_backup, write_manifest
 
 __all__ = ["EtcdBackupParams", "etcd_backup", "backup_plan"]
 
@@ -128,6 +128,24 @@ def _state(cluster: HostedClusterInfo, members: list[MemberStatus], member: Memb
     return "\n".join(lines)
 
 
+def _as_snapshot_then_upload(rb: Runbook, uploaded: Uploaded) -> None:
+    """The timeline shows the online backup's one step as the two it overlaps, so that every mode's
+    report and manifest name the same steps: snapshot-etcd (until etcdctl finished; the bytes were
+    going up meanwhile), then upload-snapshot (the rest of the upload)."""
+    record = rb.report.steps.pop()
+    snap = uploaded.snapshot
+    saving = min(record.seconds, max(0.0, (snap.finished_at - snap.started_at).total_seconds()))
+    detail = record.detail
+    rb.report.steps += [
+        StepRecord(name=take_snapshot.name, started_at=record.started_at, seconds=saving, outcome=record.outcome,
+                   detail=detail or "etcdctl snapshot save in the pod, streamed to S3 as it was written"),
+        StepRecord(name=upload_snapshot.name, started_at=record.started_at + timedelta(seconds=saving),
+                   seconds=record.seconds - saving, outcome=record.outcome,
+                   detail=detail or "the rest of the upload (it started with the snapshot); SHA-256 and size "
+                                    "checked against the saved file's"),
+    ]
+
+
 def _preflight_checks(params: EtcdBackupParams, cluster: HostedClusterInfo, target: RunTarget) -> None:
     if params.mode == "quiesced" and not cluster.available:
         raise RunbookError(f"{target}: a quiesced backup needs an Available hosted cluster (Available="
@@ -164,33 +182,43 @@ def etcd_backup(params: EtcdBackupParams) -> RunReport:
 
         take_lock(rb, params.break_lock_held_by, params.approval)
 
-        snapshot = completed_result(take_snapshot, target)
-        retake = False
-        if snapshot is not None and completed_result(upload_snapshot, target) is None and \
-                not rb.step(snapshot_file_present, target, snapshot.info.member):
-            # the earlier run's snapshot file is gone (removed after a failure, or the pod was replaced)
-            snapshot, retake = None, True
         quiesced = params.mode == "quiesced"
-        if quiesced and snapshot is None:
-            if not lowered:  # already quiesced by this operation: approved then
-                approval_gate(rb, "quiesce", f"Quiesce {target.ref} for a consistent etcd backup",
-                              _state(cluster, members, member), rb.report.plan, params.approval)
-            q = rb.step(quiesce_control_plane, target, list(QUIESCE_DEPLOYMENTS), params.timeout_seconds)
-            for change in q.changes:
-                rb.report.changes.append(change)
-        snapshot = rb.step(take_snapshot.with_options(refresh_cache=retake), target, member.pod)
-        info = snapshot.info
-        rb.cleanup_on_failure(f"removed the snapshot file from pod {info.member}",
-                              lambda: remove_snapshot_file(target, info.member))
-        rb.report.changes.append(f"snapshot of {info.member} at revision {info.revision} ({info.size_bytes} bytes)")
         downtime = 0.0
         if quiesced:
+            # The downtime ends right after the snapshot: save first, scale back, then upload.
+            snapshot = completed_result(take_snapshot, target)
+            retake = False
+            if snapshot is not None and completed_result(upload_snapshot, target) is None and \
+                    not rb.step(snapshot_file_present, target, snapshot.info.member):
+                # the earlier run's snapshot file is gone (removed after a failure, or the pod was replaced)
+                snapshot, retake = None, True
+            if snapshot is None:
+                if not lowered:  # already quiesced by this operation: approved then
+                    approval_gate(rb, "quiesce", f"Quiesce {target.ref} for a consistent etcd backup",
+                                  _state(cluster, members, member), rb.report.plan, params.approval)
+                q = rb.step(quiesce_control_plane, target, list(QUIESCE_DEPLOYMENTS), params.timeout_seconds)
+                for change in q.changes:
+                    rb.report.changes.append(change)
+            snapshot = rb.step(take_snapshot.with_options(refresh_cache=retake), target, member.pod)
+            info = snapshot.info
+            rb.cleanup_on_failure(f"removed the snapshot file from pod {info.member}",
+                                  lambda: remove_snapshot_file(target, info.member))
+            rb.report.changes.append(f"snapshot of {info.member} at revision {info.revision} ({info.size_bytes} bytes)")
             restored = rb.step(restore_availability, target, params.timeout_seconds)
             rb.report.changes += restored.restored
             downtime = restored.downtime_seconds
             rb.report.figures["API downtime"] = f"{downtime:.1f} s"
-
-        uploaded = rb.step(upload_snapshot, target, params.aws, location.url, snapshot, params.encryption)
+            uploaded = rb.step(upload_snapshot, target, params.aws, location.url, snapshot, params.encryption)
+        else:
+            # Online: the snapshot streams into S3 while etcdctl writes it (one step, checkpointed as one).
+            done = completed_result(snapshot_and_upload, target)
+            pod = done.snapshot.info.member if done is not None else member.pod
+            rb.cleanup_on_failure(f"removed the snapshot file from pod {pod}", lambda: remove_snapshot_file(target, pod))
+            uploaded = rb.step(snapshot_and_upload, target, params.aws, location.url, pod, params.encryption,
+                               (member.db_size or 0) + 32)
+            _as_snapshot_then_upload(rb, uploaded)
+            info = uploaded.snapshot.info
+            rb.report.changes.append(f"snapshot of {info.member} at revision {info.revision} ({info.size_bytes} bytes)")
         snapshot, info = uploaded.snapshot, uploaded.snapshot.info  # with the SHA-256 computed in the pod on the way
         rb.changed("uploaded", f"uploaded {uploaded.result.url} ({uploaded.result.size} bytes, "
                    f"{uploaded.result.parts or 1} part(s), {params.encryption.sse})", url=uploaded.result.url)

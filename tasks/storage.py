@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, Iterator
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -22,14 +22,14 @@ from hcp.hosted_cluster import read_secret
 from hcp.naming import BackupLocation
 from hcp.run_target import RunTarget
 from hcp.s3_transfer import SSE, UploadResult
-from hcp.snapshot_upload import SnapshotMismatch, upload_snapshot_file
+from hcp.snapshot_upload import SnapshotMismatch, save_and_upload_snapshot, upload_snapshot_file
 from hcp.snapshot_verify import VerifyResult, verify_snapshot
 from tasks.aws import s3_client
 from tasks.checkpoint import checkpointed
 from tasks.etcd import Snapshot, snapshot_path
 
-__all__ = ["Encryption", "check_bucket", "upload_snapshot", "save_encryption_key", "verify_backup", "write_manifest",
-           "Uploaded", "BucketError"]
+__all__ = ["Encryption", "check_bucket", "upload_snapshot", "snapshot_and_upload", "save_encryption_key", "verify_backup",
+           "write_manifest", "Uploaded", "BucketError"]
 
 SNAPSHOT_FILE = "etcd-snapshot.db"
 ENCRYPTION_KEY_FILE = "etcd-encryption-key.json"
@@ -134,6 +134,35 @@ def upload_snapshot(target: RunTarget, aws: AwsAccess, location: str, snapshot: 
         raise SnapshotMismatch(f"{target}: {e}") from None
     hashed = snapshot.model_copy(update={"info": replace(info, sha256=result.sha256)})
     return Uploaded(result=result, finished_at=datetime.now(timezone.utc), snapshot=hashed)
+
+
+# A retry takes the snapshot again (the stream that failed was the snapshot's own): a cut exec
+# stream, a failed save or a mismatch cost one more snapshot, never a short or stale object.
+@checkpointed(name="snapshot-and-upload", retries=1, retry_delay_seconds=3)
+def snapshot_and_upload(target: RunTarget, aws: AwsAccess, location: str, pod: str, encryption: Encryption,
+                        expected_bytes: int = 0) -> Uploaded:
+    """Online backups: `etcdctl snapshot save` in the member's pod, its bytes streamed into S3 while
+    etcdctl writes them (no copy on the runner's disk; a few parts in memory). The object stays only
+    if etcdctl succeeded and the SHA-256 and size computed on the way equal those the pod computed
+    over the saved file. `expected_bytes` (the member's database size) scales the progress artifact;
+    the snapshot's size is known only at its end. The snapshot's own time is etcdctl's, measured in
+    the pod."""
+    started = datetime.now(timezone.utc)
+    loc = BackupLocation.parse(location)
+    member = EtcdMember(target.ref.control_plane_namespace, pod)
+    try:
+        saved = save_and_upload_snapshot(target.api_client(), member, snapshot_path(target.operation_id),
+                                         s3_client(aws), loc.bucket, loc.key(SNAPSHOT_FILE),
+                                         wrap=lambda chunks: _with_progress(chunks, expected_bytes),
+                                         metadata={"hcp-runbooks-operation": target.operation_id}, part_attempts=2,
+                                         concurrency=_UPLOAD_CONCURRENCY, **encryption.args())
+    except SnapshotMismatch as e:
+        raise SnapshotMismatch(f"{target}: {e}") from None
+    finished = datetime.now(timezone.utc)
+    saved_at = finished if saved.save_seconds is None else \
+        min(finished, started + timedelta(seconds=saved.save_seconds))
+    return Uploaded(result=saved.upload, finished_at=finished,
+                    snapshot=Snapshot(info=saved.info, started_at=started, finished_at=saved_at))
 
 
 @checkpointed(name="save-encryption-key", retries=2, retry_delay_seconds=3)

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import threading
 import uuid
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Callable
 
@@ -75,6 +76,15 @@ def test_online_backup_end_to_end(prefect_server: Path, mgmt: client.ApiClient, 
     assert key_doc["data"] == secret.data
     assert secret.data["key"] not in report.to_markdown()
     assert "Timeline" in report.to_markdown() and manifest.sha256 in report.to_markdown()
+    # One step saved and uploaded the snapshot; the timeline shows it as the two it overlaps, in order.
+    steps = {s.name: s for s in report.steps}
+    assert "snapshot-and-upload" not in steps
+    snap, up = steps["snapshot-etcd"], steps["upload-snapshot"]
+    assert snap.outcome == up.outcome == "done" and snap.seconds > 0 and up.seconds >= 0
+    assert snap.started_at + timedelta(seconds=snap.seconds) == up.started_at
+    t = manifest.timings
+    assert t.snapshot_started_at < t.snapshot_finished_at <= t.upload_finished_at <= t.finished_at
+    assert {"snapshot-etcd", "upload-snapshot"} <= set(t.steps_seconds)
 
 
 def _replicas(mgmt: client.ApiClient, cluster: str) -> dict[str, int]:
@@ -168,20 +178,26 @@ def test_exec_stream_cut_every_time_leaves_no_manifest(prefect_server: Path, rb_
     cluster = new_cluster()
     put_bulk(mgmt, cluster, "/hcp-test/bulk", 300_000)  # a snapshot larger than the cut point
     p = params(access, bucket, cluster)
-    rb_world.cluster("mgmt1").faults.cut_next_exec(200_000, count=20, command="cat /var/lib/data/hcp-runbooks-")
+    # online: the exec that saves the snapshot and streams it out as it is written
+    rb_world.cluster("mgmt1").faults.cut_next_exec(200_000, count=20, command="snapshot save /var/lib/data/hcp-runbooks-")
     state = etcd_backup(p, return_state=True)
     rb_world.cluster("mgmt1").faults.clear()
     assert state.is_failed()
     assert _objects(s3, bucket, p.prefix) == []  # multipart aborted, nothing written
     uploads = s3.list_multipart_uploads(Bucket=bucket, Prefix=p.prefix).get("Uploads", [])
     assert uploads == []
+    with pytest.raises(Exception, match="step stream snapshot: .*without an exit status"):
+        state.result()
+    # neither the snapshot nor what a cut save left (its .part) stayed on the member's data volume
+    ns = HostedClusterRef.parse(cluster).control_plane_namespace
+    assert "hcp-runbooks-" not in pod_exec.run(mgmt, ns, "etcd-0", "etcd", ["ls", "-a", "/var/lib/data"]).text
 
 
 def test_one_exec_cut_is_retried_and_the_backup_is_whole(prefect_server: Path, rb_world: Any, mgmt: client.ApiClient,
                                                          access: ClusterAccess, s3: Any, bucket: str) -> None:
     put_bulk(mgmt, "clusters/demo", "/hcp-test/bulk", 300_000)
     p = params(access, bucket, "clusters/demo")
-    rb_world.cluster("mgmt1").faults.cut_next_exec(200_000, count=1, command="cat /var/lib/data/hcp-runbooks-")
+    rb_world.cluster("mgmt1").faults.cut_next_exec(200_000, count=1, command="snapshot save /var/lib/data/hcp-runbooks-")
     report = etcd_backup(p)
     rb_world.cluster("mgmt1").faults.clear()
     assert report.status == "succeeded", report.error
