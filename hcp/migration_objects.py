@@ -549,7 +549,13 @@ class _Remover:
             if not (cluster.get("spec") or {}).get("paused") and not cluster["metadata"].get("deletionTimestamp"):
                 self.patch(CLUSTER, cp, cluster["metadata"]["name"], {"spec": {"paused": True}})
                 self.done.append(f"paused Cluster {cp}/{cluster['metadata']['name']} (spec.paused)")
-        for attempt in range(5):  # an operator that had not seen the pause yet may scale one back once
+        # A controller that has not seen the pause yet (the control-plane-operator scales the API servers it
+        # owns until its own pod is gone) may scale a set back up: scale again until nothing comes back.
+        def from_sets(pods: list[Any]) -> bool:
+            return not [p for p in pods if any(r.controller and r.kind in ("ReplicaSet", "StatefulSet")
+                                               for r in p.metadata.owner_references or [])]
+        gone = False
+        while True:
             scaled = []
             for d in self.apps.list_namespaced_deployment(cp).items:
                 if d.spec.replicas:
@@ -561,25 +567,22 @@ class _Remover:
                     scaled.append(f"StatefulSet {s.metadata.name}")
             if scaled:
                 self.done.append(f"scaled to 0 in {cp}: {', '.join(scaled)}")
-            elif attempt > 0:
+            elif gone:
                 return  # nothing came back up since the pods went
-
-            def from_sets(pods: list[Any]) -> bool:
-                return not [p for p in pods if any(r.controller and r.kind in ("ReplicaSet", "StatefulSet")
-                                                   for r in p.metadata.owner_references or [])]
             try:
-                wait_for_set(self.core.list_namespaced_pod, from_sets, timeout=self.remaining(),
+                wait_for_set(self.core.list_namespaced_pod, from_sets, timeout=min(5.0, self.remaining()),
                              what=f"the pods of {cp} gone", namespace=cp)
             except WaitTimeout as exc:
+                if time.monotonic() < self.deadline:
+                    continue  # scaled back meanwhile? look again
                 names = [p.metadata.name for p in exc.last or []]
                 raise MigrationObjectsError(
                     f"{self.where}: {exc} (still there: {', '.join(names[:10])}); nothing was deleted. Check "
-                    f"`oc -n {cp} get pods` (a pod stuck terminating on a lost node needs `oc delete pod --force`), "
-                    "then run again") from None
-            if attempt == 0:
+                    f"`oc -n {cp} get pods` and what scales them (a pod stuck terminating on a lost node needs "
+                    "`oc delete pod --force`), then run again") from None
+            if not gone:
                 self.done.append(f"every Deployment and StatefulSet pod of {cp} gone")
-        raise MigrationObjectsError(f"{self.where}: something keeps scaling the control plane in {cp} back up (the "
-                                    "hypershift operator on this management cluster?): stop it, then run again")
+            gone = True
 
     def delete_namespace(self, ns: str) -> None:
         try:
