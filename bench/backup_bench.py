@@ -21,6 +21,7 @@ runs in a child process too. Never a test: nothing here fails a build.
     python -m bench backup                       # the issue's sizes (256 MiB and 1 GiB etcd, 50 clusters)
     python -m bench backup --quick               # 32 MiB / 128 MiB, one round, 5 clusters
     python -m bench backup --only single|fleet   # targets 1-3, or the fleet alone
+    python -m bench backup --only online         # target 1 alone (with where the time goes)
     BENCH_BACKUP_MIB=64 BENCH_BACKUP_MEM_MIB=256 BENCH_BACKUP_FLEET=10 python -m bench backup
 
 This module imports only the standard library at the top: the child processes (`--child MODE`)
@@ -194,13 +195,15 @@ def _child_diag(spec: dict[str, Any]) -> dict[str, Any]:
     """Where an online backup's time goes, piece by piece, without Prefect: the pod-side commands
     of the snapshot-etcd step one by one, the exec `cat` stream alone and the product's hashed
     stream (cat beside the in-pod hasher) alone, the product's `upload_stream` of a local copy against
-    boto3's `upload_file` of the same copy, and the upload-snapshot step's pipeline (the hashed
-    stream into upload_stream, checked: `upload_snapshot_file`)."""
+    boto3's `upload_file` of the same copy, the quiesced upload-snapshot step's pipeline (the hashed
+    stream into upload_stream, checked: `upload_snapshot_file`), and the online step's: the snapshot
+    streamed out while etcdctl writes it, drained alone and into upload_stream, checked
+    (`save_and_upload_snapshot`)."""
     from hcp import pod_exec, s3_transfer
     from hcp.aws_access import AwsAccess
     from hcp.cluster_access import ClusterAccess
-    from hcp.etcd_member import EtcdMember, etcdctl_argv, stream_hashed_snapshot
-    from hcp.snapshot_upload import upload_snapshot_file
+    from hcp.etcd_member import EtcdMember, etcdctl_argv, remove_snapshot, save_and_stream_snapshot, stream_hashed_snapshot
+    from hcp.snapshot_upload import save_and_upload_snapshot, upload_snapshot_file
 
     api = ClusterAccess.model_validate(spec["management"]).api_client()
     s3 = AwsAccess().s3_client()
@@ -239,7 +242,14 @@ def _child_diag(spec: dict[str, Any]) -> dict[str, Any]:
                                                           ExtraArgs={"ServerSideEncryption": "AES256"}))
         timed("hashed_stream_into_upload", lambda: upload_snapshot_file(api, member, path, s3, bucket, f"{prefix}/c.db",
                                                                         size_bytes=pod_size, **sse))
+        live = save_and_stream_snapshot(api, member, path + ".live")
+        timed("live_stream", lambda: drain(live))
+        out["live_save_s"] = live.save_seconds
+        saved = timed("live_into_upload", lambda: save_and_upload_snapshot(api, member, path + ".live", s3, bucket,
+                                                                           f"{prefix}/d.db", concurrency=8, **sse))
+        out["live_into_upload_save_s"] = saved.save_seconds
     finally:
+        remove_snapshot(api, member, path + ".live")
         run(["rm", "-f", path])
         api.close()
     out["peak_rss"] = _peak_rss_bytes()
@@ -514,8 +524,16 @@ def _print_diag(d: dict[str, Any]) -> dict[str, float]:
           f"in-pod hasher) alone {d['exec_hashed']:.2f} s; the product's upload_stream of a local copy "
           f"{d['upload_stream_local']:.2f} s ({mb / d['upload_stream_local']:.0f} MB/s); boto3 upload_file of it "
           f"{d['upload_file_local']:.2f} s ({mb / d['upload_file_local']:.0f} MB/s); the hashed stream into "
-          f"upload_stream, checked (the upload-snapshot step) {d['hashed_stream_into_upload']:.2f} s")
+          f"upload_stream, checked (the quiesced upload-snapshot step) {d['hashed_stream_into_upload']:.2f} s")
+    print(f"    online, saved and streamed at once: drained alone {d['live_stream']:.2f} s (etcdctl {d['live_save_s']:.2f} s "
+          f"of it); into upload_stream, checked (the snapshot-and-upload step) {d['live_into_upload']:.2f} s "
+          f"(etcdctl {d['live_into_upload_save_s']:.2f} s of it)")
     return {k: float(v) for k, v in d.items() if isinstance(v, (int, float))}
+
+
+def _load() -> str:
+    """The 1-minute load average: other work on the same cores moves every figure."""
+    return f"{os.getloadavg()[0]:.1f}"
 
 
 def _mb(n: float) -> float:
@@ -542,8 +560,8 @@ def run(mib: int | None = None, mem_mib: int | None = None, rounds: int | None =
             bench.prefect.start()
             print(f"prefect server (own process) up in {time.perf_counter() - t:.1f} s")
             if only != "fleet":
-                _single_cluster(bench, mib, mem_mib, rounds, figures, rows)
-            if fleet > 0 and only != "single":
+                _single_cluster(bench, mib, mem_mib, rounds, figures, rows, online_only=only == "online")
+            if fleet > 0 and only not in ("single", "online"):
                 rows += fleet_bench(bench, fleet, figures)
         finally:
             bench.close()
@@ -555,7 +573,7 @@ def run(mib: int | None = None, mem_mib: int | None = None, rounds: int | None =
 
 
 def _single_cluster(bench: BackupBench, mib: int, mem_mib: int, rounds: int, figures: dict[str, float],
-                    rows: list[tuple[str, str, str, str, str]]) -> None:
+                    rows: list[tuple[str, str, str, str, str]], online_only: bool = False) -> None:
     bench.start_world()
     fill_s = bench.fill_to(mib)
     print(f"filled {CP_NAMESPACE}'s etcd (3 members) with {bench.filled / MiB:.0f} MiB in {fill_s:.1f} s")
@@ -568,7 +586,7 @@ def _single_cluster(bench: BackupBench, mib: int, mem_mib: int, rounds: int, fig
         member = res["figures"]["member"]
         fl = bench.floor(member)
         floors.append(fl)
-        print(f"  round {r + 1}: flow {res['wall_s']:.2f} s (snapshot {res['manifest']['size_bytes'] / MiB:.0f} MiB "
+        print(f"  round {r + 1} (load {_load()}): flow {res['wall_s']:.2f} s (snapshot {res['manifest']['size_bytes'] / MiB:.0f} MiB "
               f"from {member}, child peak {_mb(res['peak_rss']):.0f} MB); floor {fl['wall_s']:.2f} s "
               f"(etcdctl snapshot save {fl['snapshot_s']:.2f} + upload_file {fl['upload_s']:.2f})")
         print(f"    {_step_line(res)}")
@@ -584,6 +602,9 @@ def _single_cluster(bench: BackupBench, mib: int, mem_mib: int, rounds: int, fig
     rows.append((f"online backup, {mib} MiB", f"{best['wall_s']:.1f} s", f"{floor['wall_s']:.1f} s (etcdctl+upload_file)",
                  f"{ratio:.2f}x", f"<= {BASELINE_RATIO_TARGET}x {_verdict(ratio <= BASELINE_RATIO_TARGET)}"))
     figures.update({f"diag_{k}": v for k, v in _print_diag(bench.diag(member)).items()})
+    if online_only:
+        bench.close_world()
+        return
 
     # 3. quiesced: API downtime against the snapshot step alone.
     margins = []
@@ -700,7 +721,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     ap.add_argument("--rounds", type=int, help="rounds of the online and quiesced backups (default 2)")
     ap.add_argument("--fleet", type=int, help="hosted clusters of the fleet backup (default 50; 0: skip)")
     ap.add_argument("--quick", action="store_true", help="32 MiB / 128 MiB, one round, 5 clusters")
-    ap.add_argument("--only", choices=["single", "fleet"], help="single: targets 1-3 only; fleet: the fleet only")
+    ap.add_argument("--only", choices=["single", "online", "fleet"],
+                    help="single: targets 1-3 only; online: target 1 only; fleet: the fleet only")
     a = ap.parse_args(argv)
     if a.quick:
         a.mib, a.mem_mib, a.rounds = a.mib or 32, a.mem_mib or 128, a.rounds or 1

@@ -356,6 +356,7 @@ def _hashed_stream_script(path: str) -> str:
 
 _FACTS_MARK = "--- hcp-runbooks: snapshot facts ---"
 _FAILED_MARK = "--- hcp-runbooks: failed at"
+_REMOVED_MARK = "--- hcp-runbooks: snapshot file removed ---"
 
 
 class LiveSnapshotStream(Iterator[bytes]):
@@ -365,18 +366,21 @@ class LiveSnapshotStream(Iterator[bytes]):
     After the stream is exhausted, `info` is the saved file as `save_snapshot(hash_file=True)`
     describes it, its `sha256` computed in the pod over the final file on disk (not over the bytes
     that streamed: the uploader's own hash of those must equal it), and `save_seconds` how long
-    etcdctl ran (measured in the pod; None if its clock could not say). Raises EtcdMemberError
+    etcdctl ran (measured in the pod; None if its clock could not say). With `remove_after`, the
+    script removes the file once its facts are known (`removed` then says whether it could): for a
+    caller that takes a new snapshot rather than stream this one again. Raises EtcdMemberError
     (after the last chunk, so a consumer never keeps a short copy) when etcdctl, the stream or the
     facts failed, or the stream was cut; closing it closes the exec's connection (the server then
     stops etcdctl too)."""
 
     def __init__(self, api: client.ApiClient | client.CoreV1Api, member: EtcdMember, path: str,
-                 chunk_bytes: int = 1 << 20, *, idle_timeout: float = 300.0) -> None:
+                 chunk_bytes: int = 1 << 20, *, idle_timeout: float = 300.0, remove_after: bool = False) -> None:
         if not path.startswith("/") or path.endswith("/"):
             raise ValueError(f"snapshot path must be an absolute file path, not {path!r}")
         self.api, self.member, self.path = api, member, path
         self.save_argv = etcdctl_argv("snapshot", "save", path)  # what errors name: the command an operator knows
-        self.argv = ["sh", "-c", _live_stream_script(path)]
+        self.argv = ["sh", "-c", _live_stream_script(path, remove_after)]
+        self.removed = False
         self._stderr = bytearray()
         self._info: SnapshotInfo | None = None
         self.save_seconds: float | None = None
@@ -411,6 +415,8 @@ class LiveSnapshotStream(Iterator[bytes]):
                                   step="snapshot status", cluster=_cluster_name(self.api), command=self.save_argv,
                                   next_step="check that the etcd image has sh, tail, date and sha256sum (coreutils), "
                                             "then retry")
+        facts, removed, _ = facts.partition(f"{_REMOVED_MARK}\n")
+        self.removed = bool(removed)
         clock, _, facts = facts.partition("\n")
         try:
             t0, t1 = (int(v) for v in clock.split())
@@ -437,13 +443,15 @@ class LiveSnapshotStream(Iterator[bytes]):
 
 
 def save_and_stream_snapshot(api: client.ApiClient | client.CoreV1Api, member: EtcdMember, path: str,
-                             chunk_bytes: int = 1 << 20, *, idle_timeout: float = 300.0) -> LiveSnapshotStream:
+                             chunk_bytes: int = 1 << 20, *, idle_timeout: float = 300.0,
+                             remove_after: bool = False) -> LiveSnapshotStream:
     """Take the snapshot and stream it out as it is written (see LiveSnapshotStream). `path` as for
-    `save_snapshot`; the file stays in the pod until `remove_snapshot`."""
-    return LiveSnapshotStream(api, member, path, chunk_bytes, idle_timeout=idle_timeout)
+    `save_snapshot`; the file stays in the pod until `remove_snapshot`, or with `remove_after`
+    until its facts are known."""
+    return LiveSnapshotStream(api, member, path, chunk_bytes, idle_timeout=idle_timeout, remove_after=remove_after)
 
 
-def _live_stream_script(path: str) -> str:
+def _live_stream_script(path: str, remove_after: bool = False) -> str:
     """etcdctl 3.5 writes the snapshot to `<path>.part` (opened O_CREAT|O_TRUNC after the client is
     set up), fsyncs it and renames it to `<path>` (client/v3/snapshot SaveWithVersion). The script
     creates `<path>.part` empty first and opens it for reading before etcdctl starts; `tail -f` then
@@ -454,7 +462,8 @@ def _live_stream_script(path: str) -> str:
     `snapshot status`, size, SHA-256 and the server's version (`_facts_script`), and how long etcdctl
     ran, on stderr (stdout is the snapshot) after a mark (collected in a file first: the commands'
     own warnings go to stderr too). A failure says which part failed on stderr
-    and exits non-zero. Anything an earlier attempt left is removed first."""
+    and exits non-zero. Anything an earlier attempt left is removed first; with `remove_after`, the
+    file too once its facts are printed (a mark says so)."""
     q, part = shlex.quote(path), shlex.quote(path + ".part")
     leftovers = " ".join(shlex.quote(path + suffix) for suffix in ("", *_LEFTOVERS))
     save = _sh(etcdctl_argv("snapshot", "save", path))
@@ -472,6 +481,7 @@ def _live_stream_script(path: str) -> str:
             f"{hasher}( {_facts_script(path, True, '$hasher')} ) > {q}.facts; rc=$?; "
             f"[ $rc -eq 0 ] || {{ rm -f {q}.facts; {fail('snapshot status', '$rc')}; }}; "
             f"{{ echo '{_FACTS_MARK}'; echo \"$t0 $t1\"; cat {q}.facts; }} >&2; rc=$?; rm -f {q}.facts; "
+            + (f"[ $rc -eq 0 ] && rm -f {q} && echo '{_REMOVED_MARK}' >&2; " if remove_after else "") +
             f"[ $rc -eq 0 ] || {fail('snapshot status', '$rc')}")
 
 

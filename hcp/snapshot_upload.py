@@ -68,17 +68,20 @@ class SavedUpload:
     info: SnapshotInfo          # the saved file in the pod; its sha256 the pod's, equal to the upload's
     upload: UploadResult
     save_seconds: float | None  # how long etcdctl snapshot save ran (the pod's clock)
+    removed: bool = False       # the file was removed from the pod once its facts were known
 
 
 def save_and_upload_snapshot(api: client.ApiClient | client.CoreV1Api, member: EtcdMember, path: str, s3: Any,
                              bucket: str, key: str, *,
                              wrap: Callable[[Iterator[bytes]], Iterator[bytes]] | None = None,
-                             **upload_args: Any) -> SavedUpload:
+                             remove_after: bool = False, **upload_args: Any) -> SavedUpload:
     """`etcdctl snapshot save <path>` in the member's pod, streamed into s3://bucket/key while it is
     written (`upload_args` and `wrap` as for `upload_snapshot_file`). If etcdctl, the stream or the
     facts fail, the upload is aborted (EtcdMemberError); if the uploaded bytes are not the saved
-    file (SHA-256 or size), the object is deleted (SnapshotMismatch). The file stays in the pod."""
-    stream = save_and_stream_snapshot(api, member, path)
+    file (SHA-256 or size), the object is deleted (SnapshotMismatch). The file stays in the pod,
+    or with `remove_after` is removed by the same exec once the pod has hashed it (for a caller
+    whose retry takes a new snapshot anyway)."""
+    stream = save_and_stream_snapshot(api, member, path, remove_after=remove_after)
     result = upload_stream(s3, bucket, key, wrap(stream) if wrap else stream, **upload_args)
     try:
         info = stream.info
@@ -95,7 +98,7 @@ def save_and_upload_snapshot(api: client.ApiClient | client.CoreV1Api, member: E
         raise SnapshotMismatch(f"s3://{bucket}/{key}: the upload is not the snapshot file {path} in pod {member} "
                                f"({'; '.join(problems)}); the object was deleted. Next: retry the backup (a new "
                                "snapshot and stream)")
-    return SavedUpload(info=info, upload=result, save_seconds=stream.save_seconds)
+    return SavedUpload(info=info, upload=result, save_seconds=stream.save_seconds, removed=stream.removed)
 
 
 def _delete(s3: Any, bucket: str, key: str) -> None:

@@ -17,7 +17,7 @@ from pydantic import BaseModel, model_validator
 from hcp import s3_transfer
 from hcp.aws_access import AwsAccess
 from hcp.backup_manifest import BackupManifest, manifest_key
-from hcp.etcd_member import EtcdMember
+from hcp.etcd_member import EtcdMember, remove_snapshot
 from hcp.hosted_cluster import read_secret
 from hcp.naming import BackupLocation
 from hcp.run_target import RunTarget
@@ -146,18 +146,21 @@ def snapshot_and_upload(target: RunTarget, aws: AwsAccess, location: str, pod: s
     if etcdctl succeeded and the SHA-256 and size computed on the way equal those the pod computed
     over the saved file. `expected_bytes` (the member's database size) scales the progress artifact;
     the snapshot's size is known only at its end. The snapshot's own time is etcdctl's, measured in
-    the pod."""
+    the pod. The file is removed from the pod by the same exec once hashed (a retry takes a new
+    snapshot: it is never streamed twice), or here if that could not be done."""
     started = datetime.now(timezone.utc)
     loc = BackupLocation.parse(location)
     member = EtcdMember(target.ref.control_plane_namespace, pod)
     try:
         saved = save_and_upload_snapshot(target.api_client(), member, snapshot_path(target.operation_id),
-                                         s3_client(aws), loc.bucket, loc.key(SNAPSHOT_FILE),
+                                         s3_client(aws), loc.bucket, loc.key(SNAPSHOT_FILE), remove_after=True,
                                          wrap=lambda chunks: _with_progress(chunks, expected_bytes),
                                          metadata={"hcp-runbooks-operation": target.operation_id}, part_attempts=2,
                                          concurrency=_UPLOAD_CONCURRENCY, **encryption.args())
     except SnapshotMismatch as e:
         raise SnapshotMismatch(f"{target}: {e}") from None
+    if not saved.removed:
+        remove_snapshot(target.api_client(), member, snapshot_path(target.operation_id))
     finished = datetime.now(timezone.utc)
     saved_at = finished if saved.save_seconds is None else \
         min(finished, started + timedelta(seconds=saved.save_seconds))

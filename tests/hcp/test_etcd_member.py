@@ -224,7 +224,11 @@ def test_snapshot_streamed_while_etcdctl_writes_it(mgmt1_api: client.ApiClient, 
         assert (status["revision"], status["hash"], status["totalKey"]) == (info.revision, info.hash, info.total_keys)
         assert keys_in_snapshot(local, tmp_path, marker)[marker] == "before-the-snapshot"
         # the saved file stays (removed by remove_snapshot); nothing else: no .part, hash or version file
-        assert sorted(set(_listing(mgmt1_api)) - set(before)) == [path.rsplit("/", 1)[1]]
+        assert sorted(set(_listing(mgmt1_api)) - set(before)) == [path.rsplit("/", 1)[1]] and not stream.removed
+        # remove_after: the same exec removes the file once it has described it
+        again = save_and_stream_snapshot(mgmt1_api, MEMBER, path, remove_after=True)
+        assert hashlib.sha256(b"".join(again)).hexdigest() == again.info.sha256 and again.removed
+        assert _listing(mgmt1_api) == before
     finally:
         remove_snapshot(mgmt1_api, MEMBER, path)
         pod_exec.run(mgmt1_api, NAMESPACE, POD, CONTAINER, etcdctl_argv("del", marker))
