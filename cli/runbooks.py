@@ -203,6 +203,44 @@ def run_etcd_member_recovery(
     _finish(etcd_member_recovery(params, return_state=True), lambda report: report.to_markdown())
 
 
+@run_app.command("dr-migrate")
+def run_dr_migrate(
+    cluster: str = typer.Option(..., "--cluster", help="NAMESPACE/NAME of the HostedCluster to move"),
+    source_context: str = typer.Option(None, "--source-context", help="the source management cluster's context"),
+    destination_context: str = typer.Option(None, "--destination-context", help="the destination's context"),
+    source_kubeconfig: Path = typer.Option(None, "--source-kubeconfig", help="default: $KUBECONFIG or ~/.kube/config"),
+    destination_kubeconfig: Path = typer.Option(None, "--destination-kubeconfig", help="default: $KUBECONFIG"),
+    source_name: str = typer.Option(None, "--source-name", help="the source's name in backups (default: context)"),
+    destination_name: str = typer.Option(None, "--destination-name", help="the destination's name (default: context)"),
+    bucket: str = typer.Option(..., "--bucket", help="S3 bucket the backup goes to (it stays)"),
+    route53_zone_id: str = typer.Option(..., "--route53-zone-id", envvar="HCP_ROUTE53_ZONE_ID",
+                                        help="public Route53 zone of the external DNS domain"),
+    external_dns_domain: str = typer.Option(..., "--external-dns-domain", envvar="HCP_EXTERNAL_DNS_DOMAIN",
+                                            help="the domain of the hosted cluster's API hostname"),
+    prefix: str = typer.Option("hcp-backups", "--prefix"),
+    rollback: bool = typer.Option(False, "--rollback", help="go back: remove the operation's copy from the "
+                                  "destination and bring the source back (before the teardown only)"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="check both sides and print the plan; change nothing"),
+    operation_id: str = typer.Option(None, "--operation-id", help="continue (or roll back) this operation"),
+    approved_by: str = typer.Option(None, "--approved-by", help="approve the run's gates in advance, as NAME"),
+    break_lock_held_by: str = typer.Option(None, "--break-lock-held-by", help="break a dead operation's lock"),
+    timeout: float = typer.Option(None, "--timeout", help="seconds for each wait on a cluster"),
+    dns_timeout: float = typer.Option(None, "--dns-timeout", help="seconds for the source's DNS records to go"),
+) -> None:
+    """Move a hosted cluster to another management cluster (disaster recovery), its workloads running throughout."""
+    from flows.dr_migrate import DrMigrateParams, dr_migrate
+
+    params = _params(DrMigrateParams, hosted_cluster=cluster, bucket=bucket, prefix=prefix,
+                     source={"management": _access(source_kubeconfig, source_context), "management_cluster": source_name},
+                     destination={"management": _access(destination_kubeconfig, destination_context),
+                                  "management_cluster": destination_name},
+                     route53_zone_id=route53_zone_id, external_dns_domain=external_dns_domain, rollback=rollback,
+                     dry_run=dry_run, operation_id=operation_id, break_lock_held_by=break_lock_held_by,
+                     approval={"pre_approved_by": approved_by} if approved_by else None, timeout_seconds=timeout,
+                     dns_timeout_seconds=dns_timeout)
+    _finish(dr_migrate(params, return_state=True), lambda report: report.to_markdown())
+
+
 def recover_command(
     operation_id: str = typer.Argument(..., help="the operation whose run died (op-<UTC time>-<hex>)"),
     kubeconfig: Path = typer.Option(None, "--kubeconfig"),

@@ -49,6 +49,9 @@ RUNBOOKS = (
     RunbookDeployment("etcd-member-recovery", "flows/etcd_member_recovery.py:etcd_member_recovery",
                       "Replace the one failing etcd member of a hosted cluster (quorum intact, approval first); "
                       "refuses otherwise with the etcd-restore run to use.", ("recovery",)),
+    RunbookDeployment("dr-migrate", "flows/dr_migrate.py:dr_migrate",
+                      "Move a hosted cluster to another management cluster (disaster recovery), its workloads running; "
+                      "rolls back before the teardown, approval before deleting anything from the source.", ("dr",)),
     RunbookDeployment("recover", "flows/recover.py:recover",
                       "Put back what a dead run lowered (replicas, pausedUntil) and release its lock.", ("recovery",)),
 )

@@ -18,8 +18,8 @@ from hcp.params import ManagementParams, OperationId
 from hcp.report import RunReport
 from hcp.run_target import RunTarget
 from tasks.hosted_cluster import restore_availability
-from tasks.recovery import find_operation_clusters, release_operation_lock
-from tasks.runbook import Runbook
+from tasks.recovery import find_operation_clusters, journal_guard, release_operation_lock
+from tasks.runbook import Runbook, RunbookError
 
 __all__ = ["RecoverParams", "recover"]
 
@@ -45,6 +45,9 @@ def recover(params: RecoverParams) -> list[RunReport]:
                            operation_id=params.operation_id)
         # Not `acquire_lock`: the lock we would wait for is the dead operation's own.
         with Runbook("recover", target) as rb:
+            guard = rb.step(journal_guard, target)
+            if guard:
+                raise RunbookError(f"{target}: recover cannot put this operation back on its own: {guard}")
             rb.attach_journal()
             restored = rb.step(restore_availability, target, params.timeout_seconds)
             rb.report.changes += restored.restored

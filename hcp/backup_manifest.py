@@ -91,6 +91,10 @@ class BackupManifest(_Strict):
     # the HostedCluster and its NodePools, cleaned for re-creation (hcp.cluster_objects); optional:
     # backups written before it existed have none
     cluster_objects_key: NonEmpty | None = None
+    # dr-migrate: every object the move restores (hcp.migration_objects) and each member's own
+    # snapshot (member -> key; snapshot_key is the one restored); optional, absent in plain backups
+    migration_objects_key: NonEmpty | None = None
+    member_snapshot_keys: dict[NonEmpty, NonEmpty] = Field(default_factory=dict)
 
     # how the backup was checked before the manifest was written: "sha256" (the object's SHA-256
     # equals the one computed in the pod) or "full" (also restored and started; keys counted)
@@ -114,6 +118,11 @@ class BackupManifest(_Strict):
             raise ValueError(f"encryption_key_object {self.encryption_key_object!r} must be one of object_keys")
         if self.cluster_objects_key is not None and self.cluster_objects_key not in self.object_keys:
             raise ValueError(f"cluster_objects_key {self.cluster_objects_key!r} must be one of object_keys")
+        if self.migration_objects_key is not None and self.migration_objects_key not in self.object_keys:
+            raise ValueError(f"migration_objects_key {self.migration_objects_key!r} must be one of object_keys")
+        strays = [k for k in self.member_snapshot_keys.values() if k not in self.object_keys]
+        if strays:
+            raise ValueError(f"member_snapshot_keys {strays} must be among object_keys")
         if len(set(self.object_keys)) != len(self.object_keys):
             raise ValueError("object_keys must not repeat")
         if (self.verification == "full") != (self.verified_total_keys is not None):

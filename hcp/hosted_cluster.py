@@ -18,7 +18,7 @@ from hcp.waits import WaitTimeout, wait_for_object
 
 __all__ = [
     "GROUP", "VERSION", "QUIESCE_DEPLOYMENTS", "HostedClusterError", "HostedClusterInfo", "read_hosted_cluster",
-    "list_hosted_clusters", "set_paused_until", "deployment_replicas", "scale_deployment", "wait_deployment_settled",
+    "list_hosted_clusters", "set_paused_until", "set_node_pool_paused_until", "deployment_replicas", "scale_deployment", "wait_deployment_settled",
     "read_secret",
 ]
 
@@ -102,6 +102,12 @@ def set_paused_until(api: client.ApiClient, ref: HostedClusterRef, value: str | 
     """Set (or, with None, remove) spec.pausedUntil; "true" pauses until unpaused."""
     client.CustomObjectsApi(api).patch_namespaced_custom_object(
         GROUP, VERSION, ref.namespace, PLURAL, ref.name, {"spec": {"pausedUntil": value}})
+
+
+def set_node_pool_paused_until(api: client.ApiClient, namespace: str, name: str, value: str | None) -> None:
+    """spec.pausedUntil of a NodePool (the DR procedure pauses them with their HostedCluster)."""
+    client.CustomObjectsApi(api).patch_namespaced_custom_object(
+        GROUP, VERSION, namespace, "nodepools", name, {"spec": {"pausedUntil": value}})
 
 
 def deployment_replicas(api: client.ApiClient, namespace: str, name: str) -> int | None:

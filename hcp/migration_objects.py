@@ -51,6 +51,7 @@ from hcp.cluster_objects import clean_for_recreate, describe, policy_for
 from hcp.hosted_cluster import deployment_replicas, scale_deployment, wait_deployment_settled
 from hcp.naming import control_plane_namespace
 from hcp.restore_render import RestoreRenderError, referenced_secrets, with_snapshot_url
+from hcp.undo_journal import LABEL_OPERATION as UNDO_LABEL_OPERATION
 from hcp.waits import WaitTimeout, wait_for_object, wait_for_set
 
 __all__ = [
@@ -61,7 +62,7 @@ __all__ = [
 
 # Every object a restore creates carries it (value: the operation id), and so do the namespaces it creates:
 # a re-run of the same operation knows its own objects, a rollback removes only those.
-LABEL_OPERATION = "hcp-runbooks/operation"
+LABEL_OPERATION = UNDO_LABEL_OPERATION  # one label finds every object of an operation
 _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 
 _HS, _CAPI, _CAPA = "hypershift.openshift.io", "cluster.x-k8s.io", "infrastructure.cluster.x-k8s.io"

@@ -22,12 +22,16 @@ from pydantic import BaseModel, TypeAdapter
 from hcp import hosted_cluster as hc
 from hcp.naming import HostedClusterRef, validate_operation_id
 
-__all__ = ["UndoAction", "UndoJournal", "UndoJournalError", "JOURNAL_PREFIX", "LABEL_OPERATION", "find_journals"]
+__all__ = ["UndoAction", "UndoJournal", "UndoJournalError", "JOURNAL_PREFIX", "LABEL_OPERATION", "GUARD_ANNOTATION",
+           "find_journals"]
 
 JOURNAL_PREFIX = "hcp-runbooks-undo-"
 LABEL_OPERATION = "hcp-runbooks/operation-id"
 LABEL_HOSTED_CLUSTER = "hcp-runbooks/hosted-cluster"
 _KEY = "actions.json"
+# Set by a runbook whose undo is not this journal alone (dr-migrate: the destination's copy must go
+# first): `recover` refuses such a journal and prints the message, which names the right command.
+GUARD_ANNOTATION = "hcp-runbooks/recover-refused"
 _ATTEMPTS = 8
 
 
@@ -39,12 +43,13 @@ class UndoAction(BaseModel):
     """One thing to put back. `id` names what it restores, so recording it again is a no-op."""
 
     id: str
-    kind: Literal["scale-deployment", "scale-statefulset", "set-paused-until", "delete-deployment"]
+    kind: Literal["scale-deployment", "scale-statefulset", "set-paused-until", "set-nodepool-paused-until",
+                  "delete-deployment"]
     namespace: str
     name: str
     replicas: int | None = None  # scale-*: the original count
     paused_until: str | None = None  # set-paused-until: the original value (None: not paused)
-    state: Literal["pending", "done"] = "pending"
+    state: Literal["pending", "done", "dropped"] = "pending"  # dropped: past a point of no return, never undone
     recorded_at: str = ""
     done_at: str | None = None
 
@@ -69,6 +74,11 @@ class UndoAction(BaseModel):
         return cls(id=f"paused-until:{ref}", kind="set-paused-until", namespace=ref.namespace, name=ref.name,
                    paused_until=original)
 
+    @classmethod
+    def node_pool_paused_until(cls, namespace: str, name: str, original: str | None) -> UndoAction:
+        return cls(id=f"nodepool-paused-until:{namespace}/{name}", kind="set-nodepool-paused-until",
+                   namespace=namespace, name=name, paused_until=original)
+
     @property
     def description(self) -> str:
         if self.kind in ("scale-deployment", "scale-statefulset"):
@@ -76,7 +86,11 @@ class UndoAction(BaseModel):
         if self.kind == "delete-deployment":
             return f"delete the temporary deployment {self.namespace}/{self.name}"
         value = "unset (reconciliation active)" if self.paused_until is None else repr(self.paused_until)
-        return f"set pausedUntil of hostedcluster {self.namespace}/{self.name} back to {value}"
+        return f"set pausedUntil of {self._resource} {self.namespace}/{self.name} back to {value}"
+
+    @property
+    def _resource(self) -> str:
+        return "nodepool" if self.kind == "set-nodepool-paused-until" else "hostedcluster"
 
     @property
     def command(self) -> str:
@@ -85,7 +99,7 @@ class UndoAction(BaseModel):
         if self.kind == "delete-deployment":
             return f"oc -n {self.namespace} delete deployment/{self.name} --ignore-not-found"
         value = "null" if self.paused_until is None else json.dumps(self.paused_until)
-        return (f"oc -n {self.namespace} patch hostedcluster/{self.name} --type=merge "
+        return (f"oc -n {self.namespace} patch {self._resource}/{self.name} --type=merge "
                 f"-p '{{\"spec\":{{\"pausedUntil\":{value}}}}}'")
 
     def apply(self, api: client.ApiClient) -> None:
@@ -106,6 +120,12 @@ class UndoAction(BaseModel):
             if hc.statefulset_replicas(api, self.namespace, self.name) is None:
                 return
             hc.scale_statefulset(api, self.namespace, self.name, self.replicas)
+        elif self.kind == "set-nodepool-paused-until":
+            try:
+                hc.set_node_pool_paused_until(api, self.namespace, self.name, self.paused_until)
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise
         else:
             try:
                 hc.set_paused_until(api, HostedClusterRef(self.namespace, self.name), self.paused_until)
@@ -201,6 +221,45 @@ class UndoJournal:
             if self._write(cm, actions):
                 applied.append(actions[index])
             # on a conflict the action is applied again after a re-read: harmless, it is idempotent
+
+    def guard(self, message: str) -> None:
+        """Make `recover` refuse this journal with `message` (creates the journal if needed)."""
+        for _ in range(_ATTEMPTS):
+            cm, actions = self._read()
+            if cm is None:
+                if not self._write(None, actions):
+                    continue
+                cm, actions = self._read()
+                if cm is None:
+                    continue
+            annotations = dict(cm.metadata.annotations or {})
+            if annotations.get(GUARD_ANNOTATION) == message:
+                return
+            annotations[GUARD_ANNOTATION] = message
+            cm.metadata.annotations = annotations
+            if self._write(cm, actions):
+                return
+            time.sleep(0.05)
+        raise UndoJournalError(f"undo journal {self.namespace}/{self.name} changed under us {_ATTEMPTS} times")
+
+    def guard_message(self) -> str | None:
+        cm, _ = self._read()
+        return None if cm is None else (cm.metadata.annotations or {}).get(GUARD_ANNOTATION)
+
+    def drop_pending(self) -> list[UndoAction]:
+        """Past a point of no return (dr-migrate's teardown): nothing pending is ever undone. Returns
+        what was dropped; the journal then closes like a fully unwound one."""
+        for _ in range(_ATTEMPTS):
+            cm, actions = self._read()
+            dropped = [a for a in actions if a.state == "pending"]
+            if not dropped:
+                return []
+            updated = [a.model_copy(update={"state": "dropped", "done_at": _now()}) if a.state == "pending" else a
+                       for a in actions]
+            if self._write(cm, updated):
+                return dropped
+            time.sleep(0.05)
+        raise UndoJournalError(f"undo journal {self.namespace}/{self.name} changed under us {_ATTEMPTS} times")
 
     def close(self) -> bool:
         """Delete the journal when nothing is pending; True when it is gone."""

@@ -7,7 +7,7 @@ from typing import Any
 
 from hcp.aws_access import AwsAccess
 
-__all__ = ["s3_client"]
+__all__ = ["s3_client", "route53_client"]
 
 
 _SESSIONS: dict[AwsAccess, Any] = {}
@@ -20,10 +20,22 @@ def s3_client(aws: AwsAccess) -> Any:
     client brings a fresh retry quota (a long-lived client whose quota an S3 outage drained would
     stop retrying in later runs). Sessions are not thread-safe: clients are made under a lock."""
     with _SESSIONS_LOCK:
-        session = _SESSIONS.get(aws)
-        if session is None:
-            session = _SESSIONS[aws] = aws.session(_block_session(aws))
-        return aws.s3_client(session)
+        return aws.s3_client(_session(aws))
+
+
+def route53_client(aws: AwsAccess) -> Any:
+    """Route53 through the same session (its endpoint from the standard configuration: AWS, or
+    AWS_ENDPOINT_URL_ROUTE_53 for a stand-in)."""
+    with _SESSIONS_LOCK:
+        return _session(aws).client("route53")
+
+
+def _session(aws: AwsAccess) -> Any:
+    """Under _SESSIONS_LOCK."""
+    session = _SESSIONS.get(aws)
+    if session is None:
+        session = _SESSIONS[aws] = aws.session(_block_session(aws))
+    return session
 
 
 def _block_session(aws: AwsAccess) -> Any:

@@ -7,9 +7,9 @@ from prefect import task
 from hcp.cluster_access import ClusterAccess
 from hcp.lease_lock import LeaseLock
 from hcp.run_target import RunTarget
-from hcp.undo_journal import find_journals
+from hcp.undo_journal import UndoJournal, find_journals
 
-__all__ = ["find_operation_clusters", "release_operation_lock"]
+__all__ = ["find_operation_clusters", "release_operation_lock", "journal_guard"]
 
 
 @task(name="find-undo-journals")
@@ -29,3 +29,9 @@ def release_operation_lock(target: RunTarget) -> bool:
         return False
     lock.break_lock(target.operation_id, force=True)
     return True
+
+
+@task(name="read-journal-guard")
+def journal_guard(target: RunTarget) -> str | None:
+    """Why `recover` must not unwind this operation's journal (and what to run instead), if it must not."""
+    return UndoJournal(target.api_client(), target.ref, target.operation_id).guard_message()

@@ -215,6 +215,18 @@ class Runbook:
         """Run `fn` if the run fails (before the undo), e.g. remove a temporary file from a pod."""
         self._cleanups.append((description, fn))
 
+    def drop_cleanups(self) -> None:
+        """Past a point of no return: a later failure must not run the cleanups registered before it."""
+        self._cleanups.clear()
+
+    def hold(self, why: str) -> None:
+        """End without undoing anything (the journal stays, pending, for a deliberate decision): when
+        undoing would be worse than stopping, e.g. dr-migrate's source must not come back while its
+        copy on the destination may still run."""
+        self._cleanups.clear()
+        self.journal = None
+        self.report.undone.append(f"NOTHING UNDONE, on purpose: {why}")
+
     def _run_cleanups(self) -> None:
         for description, fn in reversed(self._cleanups):
             try:
