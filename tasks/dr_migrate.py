@@ -18,7 +18,8 @@ from hcp import dr_checks, hosted_access
 from hcp import hosted_cluster as hc
 from hcp.aws_access import AwsAccess
 from hcp.dns_records import ClusterRecord, DnsError, published_hostnames, wait_records_gone
-from hcp.etcd_member import list_members, member_status, EtcdMember
+from hcp.etcd_member import list_members
+from hcp.etcd_restore import read_layout, wait_members_healthy
 from hcp.member_snapshots import MemberSnapshot, member_object_name, snapshot_members
 from hcp.migration_objects import MigrationObjects, collect_migration_objects, remove_hosted_cluster, \
     restore_migration_objects
@@ -278,13 +279,14 @@ def wait_destination(target: RunTarget, node_replicas: int, min_revision: int, t
     finally:
         hosted.close()
     api_back_at = datetime.now(timezone.utc)
-    namespace = ref.control_plane_namespace
-    statuses = [member_status(api, EtcdMember(namespace, pod)) for pod in list_members(api, namespace)]
+    # Available needs a quorum, not every member: the last one may still be joining.
+    layout = read_layout(api, ref.control_plane_namespace)
+    statuses = wait_members_healthy(api, layout, max(1.0, deadline - time.monotonic()), new_api=target.api_client)
     revision = max((s.revision or 0 for s in statuses), default=0)
-    unhealthy = [s.describe() for s in statuses if not s.healthy]
-    if unhealthy or revision < min_revision:
-        raise hc.HostedClusterError(f"{target}: etcd on the destination is not what was backed up: "
-                                    + ("; ".join(unhealthy) or f"revision {revision} < backup revision {min_revision}"))
+    if revision < min_revision:
+        raise hc.HostedClusterError(f"{target}: etcd on the destination is at revision {revision}, below the backup's "
+                                    f"{min_revision}: it did not start from the backup; look at the etcd-init "
+                                    f"container's log (`oc -n {ref.control_plane_namespace} logs etcd-0 -c etcd-init`)")
     return DestinationHealth(available_at=available_at, api_back_at=api_back_at, nodes=nodes.nodes, etcd=[s.describe() for s in statuses],
                              revision=revision)
 

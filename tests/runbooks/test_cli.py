@@ -73,3 +73,21 @@ def test_run_etcd_member_recovery_on_a_healthy_cluster_changes_nothing(prefect_s
     bad = CliRunner().invoke(app, ["run", "etcd-member-recovery", "--cluster", "clusters/demo", "--member", "etcd-x",
                                    *_base(access)])
     assert bad.exit_code == 2, bad.output
+
+
+def test_run_dr_migrate_dry_run_and_bad_input(prefect_server: Path, access: ClusterAccess, bucket: str, s3: Any,
+                                              rb_world: Any) -> None:
+    prefix = f"cli-{uuid.uuid4().hex[:6]}"
+    common = ["run", "dr-migrate", "--cluster", "clusters/demo", "--bucket", bucket, "--prefix", prefix,
+              "--source-kubeconfig", str(access.kubeconfig), "--destination-kubeconfig", str(access.kubeconfig),
+              "--source-context", "mgmt1", "--route53-zone-id", rb_world.aws.zone_id,
+              "--external-dns-domain", rb_world.settings.external_dns_domain]
+    plan = CliRunner().invoke(app, [*common, "--destination-context", "mgmt2", "--dry-run"])
+    assert plan.exit_code == 0, plan.output
+    assert "dr-migrate of clusters/demo on mgmt1: planned" in plan.output
+    assert "tear down the source" in plan.output and "restoreSnapshotURL" in plan.output
+    assert s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("KeyCount", 0) == 0
+    same = CliRunner().invoke(app, [*common, "--destination-context", "mgmt1"])
+    assert same.exit_code == 2 and "another management cluster" in same.output
+    rollback = CliRunner().invoke(app, [*common, "--destination-context", "mgmt2", "--rollback"])
+    assert rollback.exit_code == 2 and "operation_id" in rollback.output

@@ -70,15 +70,15 @@ def _records(rb_world: World, name: str) -> dict[str, list[str]]:
 
 
 @pytest.fixture
-def movable(rb_world: World, mgmt: client.ApiClient, mgmt2: client.ApiClient) -> Iterator[Callable[[], str]]:
-    """A SingleReplica hosted cluster on mgmt1, Available, its API answering through its DNS record,
+def movable(rb_world: World, mgmt: client.ApiClient, mgmt2: client.ApiClient) -> Iterator[Callable[..., str]]:
+    """A hosted cluster on mgmt1 (SingleReplica unless asked), Available, its API answering through its DNS record,
     a node Ready. Removed from both sides after the test (the teardown way)."""
     made: list[str] = []
     custom = client.CustomObjectsApi(mgmt)
 
-    def make() -> str:
+    def make(availability: str | None = None) -> str:
         name = f"m{uuid.uuid4().hex[:6]}"
-        rb_world.create_hosted_cluster(name)
+        rb_world.create_hosted_cluster(name, availability=availability)
         made.append(name)
         wait_for(lambda: _available(custom, name), f"{name} Available on mgmt1", timeout=120)
         wait_for(lambda: len(_records(rb_world, name)) >= 1, f"{name}'s records published", timeout=60)
@@ -222,8 +222,8 @@ def before_move(rb_world: World, mgmt: client.ApiClient, name: str) -> dict[str,
 
 
 def test_a_migration_moves_the_cluster_with_every_key_and_its_nodes(
-        rb_world: World, mgmt: client.ApiClient, mgmt2: client.ApiClient, movable: Callable[[], str], s3: Any) -> None:
-    name = movable()
+        rb_world: World, mgmt: client.ApiClient, mgmt2: client.ApiClient, movable: Callable[..., str], s3: Any) -> None:
+    name = movable("HighlyAvailable")  # three members: each one's own snapshot
     facts = before_move(rb_world, mgmt, name)
     p = params(rb_world, name)
     report = dr_migrate(p)
@@ -239,7 +239,12 @@ def test_a_migration_moves_the_cluster_with_every_key_and_its_nodes(
     entries = [e for e in list_backups(s3, p.bucket, p.prefix) if e.complete and e.manifest.name == name]
     assert len(entries) == 1
     manifest = entries[0].manifest
-    assert manifest.migration_objects_key and set(manifest.member_snapshot_keys) == {"etcd-0"}
+    assert manifest.migration_objects_key
+    assert set(manifest.member_snapshot_keys) == {"etcd-0", "etcd-1", "etcd-2"}
+    for member, key in manifest.member_snapshot_keys.items():  # each member's own file, not etcd-0's three times
+        head = s3.head_object(Bucket=p.bucket, Key=key)
+        assert head["ContentLength"] > 0 and member in key
+    assert manifest.snapshot_key in manifest.member_snapshot_keys.values()
     assert manifest.mode == "quiesced"
     # the hosted cluster knows where it came from
     hosted = hosted_api_client(mgmt2, HostedClusterRef(NS, name))
