@@ -52,7 +52,6 @@ class DrPreflight(BaseModel):
     node_replicas: int
     nodes: dict[str, str | None] | None  # node -> Ready since, as the hosted API shows them (None: unreachable)
     problems: list[str]
-    destination_has_ours: bool  # an earlier run of this operation already restored objects there
 
 
 @task(name="dr-preflight")
@@ -67,7 +66,6 @@ def dr_preflight(source: RunTarget, destination: RunTarget, domain: str, zone_id
     problems += dr_checks.external_dns_problems(obj, domain, f"HostedCluster {ref} on {source.management_cluster}")
     problems += dr_checks.supported_version_problems(dst, info.release_version, destination.management_cluster)
     problems += dr_checks.destination_problems(dst, ref, ours=source.operation_id, where=destination.management_cluster)
-    ours = not dr_checks.destination_problems(dst, ref, ours=None, where="")  # False: something of ours is there
     problems += _permission_problems(dst, destination)
     try:
         route53_client(aws).get_hosted_zone(Id=zone_id)
@@ -84,8 +82,7 @@ def dr_preflight(source: RunTarget, destination: RunTarget, domain: str, zone_id
     except Exception:  # the API may already be away (a re-run after quiescing): readiness is informational
         nodes = None
     return DrPreflight(cluster=info, hostnames=published_hostnames(obj),
-                       node_replicas=hosted_access.node_pool_replicas(src, ref), nodes=nodes, problems=problems,
-                       destination_has_ours=not ours)
+                       node_replicas=hosted_access.node_pool_replicas(src, ref), nodes=nodes, problems=problems)
 
 
 def _permission_problems(api: client.ApiClient, target: RunTarget) -> list[str]:

@@ -431,3 +431,45 @@ def test_rejected_teardown_holds_both_sides_then_rollback_brings_the_source_back
     finally:
         hosted.close()
     time.sleep(0)
+
+
+def test_a_deployment_run_suspends_at_the_teardown_gate_and_finishes_after_approve(
+        prefect_server: Path, rb_world: World, mgmt: client.ApiClient, mgmt2: client.ApiClient,
+        movable: Callable[..., str]) -> None:
+    """On a deployment the gate suspends the run (no process held while it waits); the resumed run
+    starts the flow again from the top, so everything before the gate must be safe to pass again."""
+    from prefect import Flow
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import Pause
+    from prefect.flow_engine import run_flow
+    from typer.testing import CliRunner
+
+    from cli.main import app
+    from deployments import ensure_work_pool
+    name = movable()
+    facts = before_move(rb_world, mgmt, name)
+    ensure_work_pool("hcp-test-pool")
+    flow = Flow.from_source(source=str(Path(__file__).parents[2]), entrypoint="flows/dr_migrate.py:dr_migrate")
+    deployment = flow.deploy(name="dr-migrate-test", work_pool_name="hcp-test-pool", build=False, push=False,
+                             print_next_steps=False)
+    p = params(rb_world, name, approval={"timeout_seconds": 600}).model_dump(mode="json")
+    with get_client(sync_client=True) as c:
+        flow_run = c.create_flow_run_from_deployment(deployment, parameters={"params": p})
+    try:  # what a worker does: the run suspends and the process is free to exit
+        run_flow(dr_migrate, flow_run=flow_run)
+    except Pause:
+        pass
+    with get_client(sync_client=True) as c:
+        suspended = c.read_flow_run(flow_run.id)
+    assert suspended.state.is_paused() and suspended.state.name == "Suspended"
+    # suspended: the destination serves, the source is paused and intact
+    assert _available(client.CustomObjectsApi(mgmt2), name)
+    assert source_state(mgmt, name)["pausedUntil"] == "true"
+    result = CliRunner().invoke(app, ["approve", str(flow_run.id), "--approver", "hana", "--comment", "CHG-42"])
+    assert result.exit_code == 0, result.output
+    with get_client(sync_client=True) as c:
+        resumed = c.read_flow_run(flow_run.id)
+    report = run_flow(dr_migrate, flow_run=resumed)  # the worker picks the resumed run up again
+    assert report.status == "succeeded", report.error
+    assert any("approved by hana (CHG-42)" in a for a in report.approvals)
+    assert_moved(rb_world, mgmt, mgmt2, name, **facts)
