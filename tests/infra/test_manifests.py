@@ -9,7 +9,7 @@ import inspect
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 import yaml
@@ -28,6 +28,7 @@ SA = "hcp-runbooks"
 HC_NAMESPACE = "clusters"  # HyperShift's default HostedCluster namespace: the RoleBinding's home
 
 HC = "hypershift.openshift.io"
+CAPI, CAPA = "cluster.x-k8s.io", "infrastructure.cluster.x-k8s.io"
 CLUSTER = "cluster-wide"  # ClusterRole hcp-runbooks, ClusterRoleBinding
 HCNS = "hosted-cluster-namespace"  # ClusterRole hcp-runbooks-hosted-cluster-namespace, RoleBinding per HC namespace
 ROLES = {CLUSTER: "hcp-runbooks", HCNS: "hcp-runbooks-hosted-cluster-namespace"}
@@ -41,30 +42,40 @@ ROLES = {CLUSTER: "hcp-runbooks", HCNS: "hcp-runbooks-hosted-cluster-namespace"}
 REQUIRED: list[tuple[str, str, str, str]] = [
     # etcd-backup read-hosted-cluster, quiesce-control-plane: hcp.hosted_cluster.read_hosted_cluster;
     # etcd-backup save-cluster-objects; etcd-restore-new-cluster inspect-target, create-hosted-cluster
-    # (re-run: its own), diagnose, remove-created
+    # (re-run: its own), diagnose, remove-created; dr-migrate dr-preflight (both sides), dr-save-objects,
+    # dr-restore-on-destination (ours?), teardown (hcp.hosted_access.hosted_api_client: status.kubeconfig)
     (CLUSTER, HC, "hostedclusters", "get"),
     # fleet-backup discover-hosted-clusters (all namespaces), and the list of the pause wait;
-    # etcd-restore-new-cluster inspect-target (clusterID/infraID of every other HostedCluster)
+    # etcd-restore-new-cluster inspect-target (clusterID/infraID of every other HostedCluster);
+    # dr-save-objects-from-source (the namespace's other HostedClusters: whose secrets are whose),
+    # teardown (does another HostedCluster still name a secret), wait-destination (list+watch)
     (CLUSTER, HC, "hostedclusters", "list"),
     # quiesce-control-plane waits for ReconciliationActive=False: tasks.hosted_cluster._wait_paused;
-    # etcd-restore wait-hosted-cluster-available; etcd-restore-new-cluster wait-restored, remove-created
+    # etcd-restore wait-hosted-cluster-available; etcd-restore-new-cluster wait-restored, remove-created;
+    # dr-migrate wait-destination (Available on the destination)
     (CLUSTER, HC, "hostedclusters", "watch"),
-    # quiesce-control-plane sets spec.pausedUntil; restore-availability/recover/undo put it back
+    # quiesce-control-plane sets spec.pausedUntil; restore-availability/recover/undo put it back;
+    # dr-teardown-source/remove-from-destination pause it and remove its finalizer (_Remover.pause/remove)
     (HCNS, HC, "hostedclusters", "patch"),
-    # etcd-restore-new-cluster create-hosted-cluster (with its one restoreSnapshotURL)
+    # etcd-restore-new-cluster create-hosted-cluster (with its one restoreSnapshotURL); dr-restore-on-destination
     (HCNS, HC, "hostedclusters", "create"),
-    # etcd-restore-new-cluster remove-created: the HostedCluster this operation created (labelled with its id)
+    # etcd-restore-new-cluster remove-created: the HostedCluster this operation created (labelled with its id);
+    # dr-teardown-source (the source's, after the teardown gate), remove-from-destination (this operation's)
     (HCNS, HC, "hostedclusters", "delete"),
     # etcd-backup save-cluster-objects (the HostedCluster's NodePools); etcd-restore-new-cluster
-    # inspect-target (names taken), remove-created (this operation's, by label)
+    # inspect-target (names taken), remove-created (this operation's, by label); dr-migrate dr-preflight
+    # (both sides), pause-node-pools, dr-save-objects-from-source, teardown
     (HCNS, HC, "nodepools", "list"),
-    # etcd-restore-new-cluster create-nodepools: a re-run reads the NodePool that answered 409
+    # etcd-restore-new-cluster create-nodepools: a re-run reads the NodePool that answered 409;
+    # dr-restore-on-destination (ours?), teardown (_Remover.remove re-reads before each delete)
     (HCNS, HC, "nodepools", "get"),
-    # etcd-restore-new-cluster create-nodepools
+    # etcd-restore-new-cluster create-nodepools; dr-restore-on-destination
     (HCNS, HC, "nodepools", "create"),
-    # etcd-restore-new-cluster remove-created
+    # etcd-restore-new-cluster remove-created; dr-teardown-source, remove-from-destination
     (HCNS, HC, "nodepools", "delete"),
-    # quiesce-control-plane/restore-availability wait for the API servers: wait_deployment_settled (list+watch)
+    # quiesce-control-plane/restore-availability wait for the API servers: wait_deployment_settled (list+watch);
+    # dr-migrate teardown: every Deployment of the control-plane namespace (scaled to 0), and the
+    # hypershift operator (hypershift/operator) settled at 0 while the HostedCluster is deleted
     (CLUSTER, "apps", "deployments", "list"),
     (CLUSTER, "apps", "deployments", "watch"),
     # etcd-restore start-data-pod: a re-run reads the data-access Deployment that answered 409 (whose is it?)
@@ -73,20 +84,26 @@ REQUIRED: list[tuple[str, str, str, str]] = [
     (CLUSTER, "apps", "deployments", "create"),
     # etcd-restore remove-data-pod, and recover/undo of a failed restore (delete-deployment)
     (CLUSTER, "apps", "deployments", "delete"),
-    # quiesce-control-plane records the replica count before scaling; undo checks the Deployment exists
+    # quiesce-control-plane records the replica count before scaling; undo checks the Deployment exists;
+    # dr-teardown-source journals the hypershift operator's replicas (namespace hypershift)
     (CLUSTER, "apps", "deployments/scale", "get"),
-    # quiesce-control-plane scales to 0; restore-availability/recover/undo scale back
+    # quiesce-control-plane scales to 0; restore-availability/recover/undo scale back; dr-migrate quiesce
+    # (also the control-plane-operator); teardown: every Deployment of the control-plane namespace to 0,
+    # and the hypershift operator to 0 and back when it keeps re-adding the HostedCluster's finalizer
     (CLUSTER, "apps", "deployments/scale", "patch"),
     # etcd-restore read-etcd-layout (image, replicas, claim template, initial cluster);
     # etcd-restore-new-cluster wait-restored
     (CLUSTER, "apps", "statefulsets", "get"),
     # etcd-member-recovery etcd-health (replica count); recover/undo of stop-etcd checks it exists
     (CLUSTER, "apps", "statefulsets/scale", "get"),
-    # etcd-restore stop-etcd (to 0), start-etcd and recover/undo (back to the recorded count)
+    # etcd-restore stop-etcd (to 0), start-etcd and recover/undo (back to the recorded count);
+    # dr-migrate teardown: every StatefulSet of the control-plane namespace to 0
     (CLUSTER, "apps", "statefulsets/scale", "patch"),
     # etcd-member-status: the app=etcd pods of the control plane namespace; etcd-restore
     # wait-etcd-stopped, start-data-pod, remove-data-pod, start-etcd (wait_for_set: list+watch);
-    # etcd-member-recovery etcd-health, wait-for-new-pvc-and-pod
+    # etcd-member-recovery etcd-health, wait-for-new-pvc-and-pod; dr-migrate dr-backup-etcd-on-source,
+    # wait-destination (the members), teardown (until the control-plane pods are gone; what is left in
+    # the HostedCluster namespace)
     (CLUSTER, "", "pods", "list"),
     (CLUSTER, "", "pods", "watch"),
     # etcd-member-status: a member pod is Running and not being deleted; etcd-restore-new-cluster diagnose
@@ -98,21 +115,30 @@ REQUIRED: list[tuple[str, str, str, str]] = [
     (CLUSTER, "", "pods/log", "get"),
     # every in-pod step (etcdctl status/health, snapshot save/status, sha256sum, stat, cat, test, rm;
     # etcd-restore copy-snapshot-in with stdin, restore-data, remove-previous-data; etcd-member-recovery
-    # member add): a websocket GET, authorized as get (older API servers) and also as create (1.30+)
+    # member add; dr-migrate dr-backup-etcd-on-source, wait-destination): a websocket GET, authorized as
+    # get (older API servers) and also as create (1.30+)
     (CLUSTER, "", "pods/exec", "get"),
     (CLUSTER, "", "pods/exec", "create"),
-    # etcd-member-recovery etcd-health (the app=etcd claims), wait-for-new-pvc-and-pod (list+watch)
+    # etcd-member-recovery etcd-health (the app=etcd claims), wait-for-new-pvc-and-pod (list+watch);
+    # dr-migrate teardown: what is left in the HostedCluster namespace (holds_something_else)
     (CLUSTER, "", "persistentvolumeclaims", "list"),
     (CLUSTER, "", "persistentvolumeclaims", "watch"),
     # etcd-member-recovery replace-failed-member: the failed member's claim data-etcd-N (uid precondition);
     # wait-member-caught-up: a never-joined replacement's
     (CLUSTER, "", "persistentvolumeclaims", "delete"),
-    # etcd-restore-new-cluster inspect-target: does the target namespace exist (it may not: no RoleBinding yet)
+    # etcd-restore-new-cluster inspect-target: does the target namespace exist (it may not: no RoleBinding yet);
+    # dr-migrate dr-preflight, dr-restore-on-destination, teardown: do the namespaces exist, whose are they
     (CLUSTER, "", "namespaces", "get"),
-    # recover find-undo-journals: ConfigMaps labelled hcp-runbooks/operation-id in all namespaces
+    # recover find-undo-journals: ConfigMaps labelled hcp-runbooks/operation-id in all namespaces;
+    # dr-migrate teardown: what is left in the HostedCluster namespace (holds_something_else)
     (CLUSTER, "", "configmaps", "list"),
-    # the undo journal: read-undo-journal, record, unwind, close (hcp.undo_journal.UndoJournal)
-    (HCNS, "", "configmaps", "get"),
+    # the undo journal: read-undo-journal, record, unwind, close (hcp.undo_journal.UndoJournal), dr-migrate
+    # guard-undo-journal and recover read-journal-guard -- all in the HostedCluster's namespace; and
+    # dr-migrate dr-preflight: ConfigMap hypershift/supported-versions (dr_checks.supported_version_problems).
+    # Cluster-wide for the latter (the operator's namespace is bound to nothing); the list above reads
+    # every ConfigMap anyway
+    (CLUSTER, "", "configmaps", "get"),
+    # the undo journal's writes (record, unwind, drop_pending, guard, close), in the HostedCluster's namespace
     (HCNS, "", "configmaps", "create"),
     (HCNS, "", "configmaps", "update"),
     (HCNS, "", "configmaps", "delete"),
@@ -121,13 +147,59 @@ REQUIRED: list[tuple[str, str, str, str]] = [
     (HCNS, "coordination.k8s.io", "leases", "create"),
     (HCNS, "coordination.k8s.io", "leases", "update"),
     # save-encryption-key: the secret named by spec.secretEncryption.aescbc.activeKey.name;
-    # etcd-restore-new-cluster inspect-target, restore-encryption-key (the referenced secrets exist?)
-    (HCNS, "", "secrets", "get"),
-    # etcd-restore-new-cluster restore-encryption-key: the backup's AES key, when the target lacks it
-    (HCNS, "", "secrets", "create"),
-    # etcd-restore-new-cluster remove-created: the secrets this operation created (label selector)
-    (HCNS, "", "secrets", "list"),
+    # etcd-restore-new-cluster inspect-target, restore-encryption-key (the referenced secrets exist?);
+    # dr-migrate (hcp.hosted_access.hosted_api_client) the <name>-admin-kubeconfig secret, and
+    # dr-restore-on-destination (does each secret to restore exist, ours?) in the HostedCluster's AND
+    # the control-plane namespace: cluster-wide
+    (CLUSTER, "", "secrets", "get"),
+    # etcd-restore-new-cluster restore-encryption-key: the backup's AES key, when the target lacks it;
+    # dr-restore-on-destination: the saved secrets of both namespaces (control plane's too): cluster-wide
+    (CLUSTER, "", "secrets", "create"),
+    # etcd-restore-new-cluster remove-created: the secrets this operation created (label selector);
+    # dr-save-objects-from-source: the secrets of the HostedCluster's namespace and of the control-plane
+    # namespace (hcp.migration_objects.collect_migration_objects); remove-from-destination and
+    # dr-teardown-source: what else is left in a HostedCluster namespace (holds_something_else): cluster-wide
+    (CLUSTER, "", "secrets", "list"),
+    # etcd-restore-new-cluster remove-created; dr-teardown-source, remove-from-destination: the
+    # HostedCluster namespace's secrets that moved with the cluster (hcp.migration_objects._remove_secrets)
     (HCNS, "", "secrets", "delete"),
+    # -- dr-migrate (runs against two management clusters, source and destination: this same RBAC on both)
+    # dr-preflight (server-side dry run: may the runner create the control-plane namespace on the
+    # destination?); dr-restore-on-destination creates the control-plane namespace and, when missing,
+    # the HostedCluster's namespace (hcp.migration_objects.restore_migration_objects)
+    (CLUSTER, "", "namespaces", "create"),
+    # dr-teardown-source, remove-from-destination: the control-plane namespace, and the HostedCluster
+    # namespace when the operation created it and nothing else is left in it (_Remover.delete_namespace)
+    (CLUSTER, "", "namespaces", "delete"),
+    # ... then wait until it is gone (wait_for_object: list+watch, field selector metadata.name)
+    (CLUSTER, "", "namespaces", "list"),
+    (CLUSTER, "", "namespaces", "watch"),
+    # dr-teardown-source, remove-from-destination stop the control plane: every StatefulSet of the
+    # control-plane namespace scaled to 0 (through statefulsets/scale, above)
+    (CLUSTER, "apps", "statefulsets", "list"),
+    # remove-from-destination, dr-teardown-source: is anything else left in the HostedCluster namespace
+    # before it is deleted (holds_something_else)
+    (HCNS, "coordination.k8s.io", "leases", "list"),
+    # pause-node-pools (pausedUntil, journalled), its undo (set-nodepool-paused-until); teardown pauses them
+    # and removes their finalizers (hcp.hosted_cluster.set_node_pool_paused_until, _Remover.pause/remove)
+    (HCNS, HC, "nodepools", "patch"),
+    # dr-delete-routes-on-source: the control plane's Routes (the source's external-dns then removes
+    # the records), in the control-plane namespace
+    (CLUSTER, "route.openshift.io", "routes", "list"),
+    (CLUSTER, "route.openshift.io", "routes", "delete"),
+    # The control-plane namespace's objects, all in the control-plane namespace (so cluster-wide):
+    # dr-save-objects-from-source lists them (collect_migration_objects); dr-restore-on-destination
+    # reads (is it there, ours?) and creates them (_Target); dr-teardown-source and
+    # remove-from-destination list them, pause the Cluster (spec.paused), remove finalizers (patch)
+    # and delete (_Remover.remove, hcp.migration_objects.remove_hosted_cluster). Deleted one by one
+    # only: HostedControlPlane, Cluster, Machines, MachineSets, AWSMachines (_TEARDOWN_KINDS); the
+    # AWSCluster, AWSMachineTemplates, MachineDeployments go with the namespace.
+    *[(CLUSTER, g, r, v) for g, r in ((HC, "hostedcontrolplanes"), (CAPI, "clusters"), (CAPI, "machines"),
+                                      (CAPI, "machinesets"), (CAPI, "machinedeployments"), (CAPA, "awsclusters"),
+                                      (CAPA, "awsmachinetemplates"), (CAPA, "awsmachines"))
+      for v in ("get", "list", "create", "patch")],
+    *[(CLUSTER, g, r, "delete") for g, r in ((HC, "hostedcontrolplanes"), (CAPI, "clusters"), (CAPI, "machines"),
+                                            (CAPI, "machinesets"), (CAPA, "awsmachines"))],
 ]
 
 # How each method of the official client the code uses maps to RBAC (group, resource, verb).
@@ -162,6 +234,13 @@ CLIENT_CALLS: dict[str, list[tuple[str, str, str]]] = {
     "create_namespaced_secret": [("", "secrets", "create")],
     "list_namespaced_secret": [("", "secrets", "list")],
     "delete_namespaced_secret": [("", "secrets", "delete")],
+    # dr-migrate
+    "create_namespace": [("", "namespaces", "create")],  # a dry_run="All" create is authorized as a create
+    "delete_namespace": [("", "namespaces", "delete")],
+    "list_namespace": [("", "namespaces", "list")],
+    "list_namespaced_stateful_set": [("apps", "statefulsets", "list")],
+    "list_namespaced_config_map": [("", "configmaps", "list")],
+    "list_namespaced_lease": [("coordination.k8s.io", "leases", "list")],
 }
 # The custom-object methods: the verb, and the plural argument's position (group, version,
 # [namespace,] plural, ...). The resource is the call's own (group, plural), which must be one of
@@ -174,7 +253,35 @@ CUSTOM_CALLS: dict[str, tuple[str, int]] = {
     "create_namespaced_custom_object": ("create", 3),
     "delete_namespaced_custom_object": ("delete", 3),
 }
-CUSTOM_RESOURCES = {(HC, "hostedclusters"), (HC, "nodepools")}
+CUSTOM_RESOURCES = {
+    (HC, "hostedclusters"), (HC, "nodepools"), (HC, "hostedcontrolplanes"),
+    (CAPI, "clusters"), (CAPI, "machines"), (CAPI, "machinesets"), (CAPI, "machinedeployments"),
+    (CAPA, "awsclusters"), (CAPA, "awsmachinetemplates"), (CAPA, "awsmachines"),
+    ("route.openshift.io", "routes"),
+}
+# Custom-object calls whose group/plural are a `Kind` (hcp/migration_objects.py: `kind.group`,
+# `kind.plural`) are followed back to the Kind constants of the module: through the loops and
+# comprehensions over constant tuples of Kinds (CONTROL_PLANE_KINDS, _TEARDOWN_KINDS), local
+# assignments, and a parameter to every call of its function in the same file (methods: `self.m`,
+# or a local bound to the class). Two helpers the scan cannot read, mapped by hand:
+# - `_kind_of(obj)`: the Kind of a saved object, looked up in _BY_KIND, which holds every Kind
+#   constant of the module (test_kind_lookups_match_the_code checks it); any other kind raises.
+KIND_LOOKUPS: dict[str, Any] = {"_kind_of": lambda mod: mod.kinds()}
+# - (file, function, group argument) -> what to read instead: _Target.create takes the group from the
+#   saved object's apiVersion (the version it was saved in, v1beta1 for Cluster API), whose kind
+#   `_kind_of` resolved to `k`; the objects come from collect_migration_objects, which lists each
+#   Kind under its own group.
+GROUP_OVERRIDES = {("hcp/migration_objects.py", "_Target.create", "group"): "k.group"}
+# Calls on the HOSTED cluster's own API (hcp/hosted_access.py: nodes, the OVN pods, the parent
+# marker ConfigMap inside the hosted cluster) go through a client that hosted_api_client builds from
+# the hosted cluster's admin kubeconfig: they are authorized by the hosted cluster as its admin, not
+# by this ServiceAccount on the management cluster, so infra/rbac.yaml neither can nor needs to grant
+# them. Left out of the scan: exactly the calls on an Api object built from the `hosted` parameter of
+# a function of these files, and only when every caller hands that function a client made by
+# HOSTED_CLIENT (checked). hosted_api_client's own calls (get the HostedCluster, get its
+# kubeconfig secret) are on the management cluster and stay in the scan.
+HOSTED_API_FILES = {"hcp/hosted_access.py": "hosted"}
+HOSTED_CLIENT = "hosted_api_client"
 # Functions the code hands a client method to: wait_for_object/wait_for_set (hcp/waits.py) list
 # and then watch from that list; stream() opens the exec websocket.
 WATCHED_BY = ("wait_for_object", "wait_for_set")
@@ -281,14 +388,338 @@ def _product_files() -> Iterator[Path]:
         yield from sorted((ROOT / package).rglob("*.py"))
 
 
-def _constant(node: ast.AST | None, names: dict[str, str]) -> str | None:
-    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+class _Kind(NamedTuple):
+    """A `Kind(kind, group, version, plural)` constant of the code (hcp/migration_objects.py), as read by the scan."""
+    kind: str
+    group: str
+    version: str
+    plural: str
+
+
+class _Unresolved(Exception):
+    pass
+
+
+_FUNCS = (ast.FunctionDef, ast.AsyncFunctionDef)
+_COMPS = (ast.ListComp, ast.SetComp, ast.GeneratorExp, ast.DictComp)
+
+
+def _evaluate(node: ast.AST, env: dict[str, Any]) -> Any:
+    """A module-level constant: strings, tuples of them, Kind(...) calls, names of earlier constants."""
+    if isinstance(node, ast.Constant):
         return node.value
-    if isinstance(node, ast.Name):
-        return names.get(node.id)
-    if isinstance(node, ast.Attribute):  # hc.PLURAL, hc.GROUP
-        return names.get(node.attr)
-    return None
+    if isinstance(node, ast.Name) and node.id in env:
+        return env[node.id]
+    if isinstance(node, (ast.Tuple, ast.List)):
+        out: list[Any] = []
+        for elt in node.elts:
+            if isinstance(elt, ast.Starred):
+                out.extend(_evaluate(elt.value, env))
+            else:
+                out.append(_evaluate(elt, env))
+        return tuple(out)
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "Kind" and not node.keywords:
+        return _Kind(*(_evaluate(a, env) for a in node.args))
+    if isinstance(node, ast.Subscript):
+        value = _evaluate(node.value, env)
+        if isinstance(node.slice, ast.Slice):
+            bounds = [None if b is None else _evaluate(b, env) for b in (node.slice.lower, node.slice.upper)]
+            return value[bounds[0]:bounds[1]]
+        return value[_evaluate(node.slice, env)]
+    raise _Unresolved(ast.unparse(node))
+
+
+def _module_constants(tree: ast.Module) -> dict[str, Any]:
+    env: dict[str, Any] = {}
+    for stmt in tree.body:
+        if isinstance(stmt, ast.Assign):
+            targets, value = stmt.targets, stmt.value
+        elif isinstance(stmt, ast.AnnAssign) and stmt.value is not None:
+            targets, value = [stmt.target], stmt.value
+        else:
+            continue
+        try:
+            evaluated = _evaluate(value, env)
+        except (_Unresolved, TypeError, IndexError, KeyError):
+            continue
+        for target in targets:
+            if isinstance(target, ast.Name):
+                env[target.id] = evaluated
+            elif isinstance(target, ast.Tuple) and isinstance(evaluated, tuple) \
+                    and len(target.elts) == len(evaluated) and all(isinstance(t, ast.Name) for t in target.elts):
+                env.update({t.id: v for t, v in zip(target.elts, evaluated)})  # type: ignore[attr-defined]
+    return env
+
+
+class _Module:
+    """One product file, as the scan follows its custom-object calls back to the Kind constants they get."""
+
+    def __init__(self, rel: str, tree: ast.Module, names: dict[str, str]) -> None:
+        self.rel, self.tree = rel, tree
+        self.consts = _module_constants(tree)
+        self.names = names  # hcp.hosted_cluster's GROUP and PLURAL, imported under those names everywhere
+        self.parent: dict[int, ast.AST] = {}
+        for node in ast.walk(tree):
+            for child in ast.iter_child_nodes(node):
+                self.parent[id(child)] = node
+        self.calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call)]
+
+    def ancestors(self, node: ast.AST) -> Iterator[ast.AST]:
+        while id(node) in self.parent:
+            node = self.parent[id(node)]
+            yield node
+
+    def function_of(self, node: ast.AST) -> ast.FunctionDef | ast.AsyncFunctionDef | None:
+        return next((a for a in self.ancestors(node) if isinstance(a, _FUNCS)), None)
+
+    def class_of(self, func: ast.AST) -> str | None:
+        parent = self.parent.get(id(func))
+        return parent.name if isinstance(parent, ast.ClassDef) else None
+
+    def qualname(self, func: ast.AST) -> str:
+        cls = self.class_of(func)
+        return f"{cls}.{func.name}" if cls else func.name  # type: ignore[attr-defined]
+
+    def kinds(self) -> set[_Kind]:
+        return {v for v in self.consts.values() if isinstance(v, _Kind)}
+
+    # -- values ----------------------------------------------------------------------------------------
+
+    def values(self, expr: ast.AST, at: ast.AST, seen: frozenset[tuple[int, str]] = frozenset()) -> set[Any]:
+        """Every value `expr` (evaluated where `at` is) can have; _Unresolved when the scan cannot tell."""
+        if isinstance(expr, ast.Constant) and isinstance(expr.value, str):
+            return {expr.value}
+        if isinstance(expr, ast.Attribute):
+            if expr.attr in self.names and isinstance(expr.value, ast.Name) \
+                    and not isinstance(self.consts.get(expr.value.id), _Kind):
+                return {self.names[expr.attr]}  # hc.GROUP, hc.PLURAL
+            return {getattr(v, expr.attr) for v in self.values(expr.value, at, seen) if isinstance(v, _Kind)} \
+                or _fail(expr)
+        if isinstance(expr, ast.Subscript):
+            try:
+                return {_evaluate(expr, self.consts)}
+            except (_Unresolved, TypeError, IndexError, KeyError):
+                raise _Unresolved(ast.unparse(expr)) from None
+        if isinstance(expr, ast.Call):
+            callee = expr.func.attr if isinstance(expr.func, ast.Attribute) else getattr(expr.func, "id", "")
+            if callee in KIND_LOOKUPS:
+                return set(KIND_LOOKUPS[callee](self))
+            raise _Unresolved(ast.unparse(expr))
+        if isinstance(expr, ast.Name):
+            return self._name(expr.id, at, seen)
+        raise _Unresolved(ast.unparse(expr))
+
+    def _iterated(self, expr: ast.AST, at: ast.AST, seen: frozenset[tuple[int, str]]) -> set[Any]:
+        """The elements of the iterable `expr`: a constant tuple (CONTROL_PLANE_KINDS) or a tuple literal."""
+        if isinstance(expr, (ast.Tuple, ast.List)):
+            out: set[Any] = set()
+            for elt in expr.elts:
+                if isinstance(elt, ast.Starred):
+                    out |= self._iterated(elt.value, at, seen)
+                else:
+                    out |= self.values(elt, at, seen)
+            return out
+        if isinstance(expr, ast.Name) and isinstance(self.consts.get(expr.id), tuple) and not self._bound_locally(
+                expr.id, at):
+            return set(self.consts[expr.id])
+        raise _Unresolved(ast.unparse(expr))
+
+    def _bound_locally(self, name: str, at: ast.AST) -> bool:
+        func = self.function_of(at)
+        return func is not None and any(isinstance(n, ast.Name) and n.id == name and isinstance(n.ctx, ast.Store)
+                                        for n in ast.walk(func))
+
+    def _name(self, name: str, at: ast.AST, seen: frozenset[tuple[int, str]]) -> set[Any]:
+        # the innermost loop or comprehension around `at` that binds it (for kind in _TEARDOWN_KINDS: ...)
+        child = at
+        for node in self.ancestors(at):
+            if isinstance(node, (ast.For, ast.AsyncFor)) and isinstance(node.target, ast.Name) \
+                    and node.target.id == name and child is not node.iter:
+                return self._iterated(node.iter, node, seen)
+            if isinstance(node, _COMPS):
+                for gen in node.generators:
+                    if isinstance(gen.target, ast.Name) and gen.target.id == name:
+                        return self._iterated(gen.iter, node, seen)
+            if isinstance(node, _FUNCS):
+                found = self._in_function(node, name, seen)
+                if found is not None:
+                    return found
+            child = node
+        if name in self.consts:
+            return {self.consts[name]}
+        if name in self.names:
+            return {self.names[name]}
+        raise _Unresolved(name)
+
+    def _in_function(self, func: ast.FunctionDef | ast.AsyncFunctionDef, name: str,
+                     seen: frozenset[tuple[int, str]]) -> set[Any] | None:
+        """`name` assigned in `func` (every assignment), or its parameter (every caller's argument); None: neither."""
+        assigned = [n for n in ast.walk(func) if isinstance(n, ast.Assign) and self.function_of(n) is func
+                    and any(isinstance(t, ast.Name) and t.id == name for t in n.targets)]
+        if assigned:
+            out: set[Any] = set()
+            for a in assigned:
+                out |= self.values(a.value, a, seen)
+            return out
+        params = [a.arg for a in (*func.args.posonlyargs, *func.args.args)]
+        if name in params or name in [a.arg for a in func.args.kwonlyargs]:
+            return self._from_callers(func, name, seen)
+        if any(isinstance(n, ast.Name) and n.id == name and isinstance(n.ctx, ast.Store) for n in ast.walk(func)
+               if self.function_of(n) is func):
+            raise _Unresolved(f"{name} (bound in {self.qualname(func)} in a way the scan does not follow)")
+        return None
+
+    def _from_callers(self, func: ast.FunctionDef | ast.AsyncFunctionDef, param: str,
+                      seen: frozenset[tuple[int, str]]) -> set[Any]:
+        key = (id(func), param)
+        if key in seen:
+            return set()  # a recursive call adds nothing new
+        seen = seen | {key}
+        positional = [a.arg for a in (*func.args.posonlyargs, *func.args.args)]
+        cls = self.class_of(func)
+        if cls:
+            positional = positional[1:]  # self
+        out: set[Any] = set()
+        callers = [c for c in self.calls if self._calls(c, func, cls)]
+        if not callers:
+            raise _Unresolved(f"{param} of {self.qualname(func)}, which nothing in {self.rel} calls")
+        for call in callers:
+            kw = {k.arg: k.value for k in call.keywords}
+            if param in kw:
+                arg = kw[param]
+            elif param in positional and positional.index(param) < len(call.args) \
+                    and not any(isinstance(a, ast.Starred) for a in call.args):
+                arg = call.args[positional.index(param)]
+            else:
+                raise _Unresolved(f"{param} of {self.qualname(func)} at {self.rel}:{call.lineno}")
+            out |= self.values(arg, call, seen)
+        return out
+
+    def _calls(self, call: ast.Call, func: ast.AST, cls: str | None) -> bool:
+        name = func.name  # type: ignore[attr-defined]
+        if cls is None:
+            return isinstance(call.func, ast.Name) and call.func.id == name
+        if not (isinstance(call.func, ast.Attribute) and call.func.attr == name
+                and isinstance(call.func.value, ast.Name)):
+            return False
+        receiver = call.func.value.id
+        caller = self.function_of(call)
+        if caller is None:
+            return False
+        if receiver == "self":
+            return self.class_of(caller) == cls
+        # r = _Remover(...), or a parameter annotated `r: _Remover`
+        for n in ast.walk(caller):
+            if isinstance(n, ast.Assign) and any(isinstance(t, ast.Name) and t.id == receiver for t in n.targets) \
+                    and isinstance(n.value, ast.Call) and isinstance(n.value.func, ast.Name) and n.value.func.id == cls:
+                return True
+        params = (*caller.args.posonlyargs, *caller.args.args, *caller.args.kwonlyargs)
+        return any(a.arg == receiver and isinstance(a.annotation, ast.Name) and a.annotation.id == cls for a in params)
+
+    # -- custom objects --------------------------------------------------------------------------------------
+
+    def resources(self, group: ast.AST | None, plural: ast.AST | None, at: ast.AST) -> set[tuple[str, str]]:
+        """The (group, plural) pairs of a custom-object call."""
+        if group is None or plural is None:
+            raise _Unresolved("no group/plural argument")
+        func = self.function_of(at)
+        override = GROUP_OVERRIDES.get((self.rel, self.qualname(func) if func else "", ast.unparse(group)))
+        if override is not None:
+            group = ast.parse(override, mode="eval").body  # evaluated where the call is (`at`)
+        if isinstance(group, ast.Attribute) and isinstance(plural, ast.Attribute) \
+                and ast.dump(group.value) == ast.dump(plural.value) and group.attr not in self.names:
+            # kind.group with kind.plural: one Kind, never a mix of two
+            kinds = {k for k in self.values(group.value, at) if isinstance(k, _Kind)}
+            if not kinds:
+                raise _Unresolved(ast.unparse(group.value))
+            return {(getattr(k, group.attr), getattr(k, plural.attr)) for k in kinds}
+        groups, plurals = self.values(group, at), self.values(plural, at)
+        if len(groups) > 1 and len(plurals) > 1:
+            raise _Unresolved(f"{ast.unparse(group)}/{ast.unparse(plural)}: several groups and plurals, not paired")
+        return {(g, p) for g in groups for p in plurals}
+
+
+def _fail(expr: ast.AST) -> set[Any]:
+    raise _Unresolved(ast.unparse(expr))
+
+
+def _spread(args: list[ast.expr], consts: dict[str, Any]) -> list[ast.expr]:
+    """Positional arguments with `*CONSTANT[...]` spread out (`*_ROUTES[:2]`: group, version)."""
+    out: list[ast.expr] = []
+    for arg in args:
+        if isinstance(arg, ast.Starred):
+            try:
+                out += [ast.Constant(v) for v in _evaluate(arg.value, consts)]
+            except (_Unresolved, TypeError, IndexError, KeyError):
+                out.append(arg)
+        else:
+            out.append(arg)
+    return out
+
+
+def _hosted_functions(modules: list[_Module]) -> dict[str, str]:
+    """name -> file of the functions given the hosted cluster's own client (HOSTED_API_FILES)."""
+    out = {}
+    for mod in modules:
+        param = HOSTED_API_FILES.get(mod.rel)
+        if param:
+            out |= {f.name: mod.rel for f in ast.walk(mod.tree) if isinstance(f, _FUNCS)
+                    and param in [a.arg for a in (*f.args.posonlyargs, *f.args.args, *f.args.kwonlyargs)]}
+    return out
+
+
+def _api_of(expr: ast.AST, param: str) -> bool:
+    """client.CoreV1Api(hosted)"""
+    return (isinstance(expr, ast.Call) and isinstance(expr.func, ast.Attribute) and expr.func.attr.endswith("Api")
+            and len(expr.args) == 1 and not expr.keywords and isinstance(expr.args[0], ast.Name)
+            and expr.args[0].id == param)
+
+
+def _on_hosted_cluster(mod: _Module, target: ast.Attribute) -> bool:
+    """A client method called on an Api object built from the hosted cluster's client (the `hosted`
+    parameter of a function of HOSTED_API_FILES): directly, or through a local name bound only to one."""
+    param = HOSTED_API_FILES.get(mod.rel)
+    func = mod.function_of(target)
+    if param is None or func is None or param not in [a.arg for a in (*func.args.posonlyargs, *func.args.args)]:
+        return False
+    if _api_of(target.value, param):
+        return True
+    if not isinstance(target.value, ast.Name):
+        return False
+    bound = [n for n in ast.walk(func) if isinstance(n, ast.Name) and n.id == target.value.id
+             and isinstance(n.ctx, ast.Store)]
+    assigns = [n for n in ast.walk(func) if isinstance(n, ast.Assign)
+               and any(isinstance(t, ast.Name) and t.id == target.value.id for t in n.targets)]
+    return bool(assigns) and len(assigns) == len(bound) and all(_api_of(a.value, param) for a in assigns)
+
+
+def _hosted_callers_problems(mod: _Module, hosted_functions: dict[str, str]) -> list[str]:
+    """Every call of a hosted-cluster function hands it a client made by hosted_api_client: what the scan
+    leaves out is really the hosted cluster's API, never the management cluster's."""
+    problems = []
+    for call in mod.calls:
+        callee = call.func.attr if isinstance(call.func, ast.Attribute) else getattr(call.func, "id", "")
+        if callee not in hosted_functions:
+            continue
+        kw = {k.arg: k.value for k in call.keywords}
+        arg = call.args[0] if call.args else kw.get(HOSTED_API_FILES[hosted_functions[callee]])
+        func = mod.function_of(call)
+        ok = False
+        if isinstance(arg, ast.Name) and func is not None:
+            name = arg.id
+            bindings = [n for n in ast.walk(func) if isinstance(n, ast.Name) and n.id == name
+                        and isinstance(n.ctx, ast.Store)]
+            assigns = [n for n in ast.walk(func) if isinstance(n, ast.Assign) and isinstance(n.value, ast.Call)
+                       and any(isinstance(t, ast.Name) and t.id == name for t in n.targets)
+                       and (getattr(n.value.func, "attr", None) or getattr(n.value.func, "id", None)) == HOSTED_CLIENT]
+            params = [a.arg for a in (*func.args.posonlyargs, *func.args.args)]
+            # inside the hosted-cluster module, passing its own `hosted` parameter on is fine too
+            ok = (bool(assigns) and len(assigns) == len(bindings)) or (
+                mod.rel == hosted_functions[callee] and name in params and name == HOSTED_API_FILES[mod.rel])
+        if not ok:
+            problems.append(f"{mod.rel}:{call.lineno} {callee}: given a client the scan cannot prove is the hosted "
+                            f"cluster's ({HOSTED_CLIENT}(...)); its calls are left out of the management-cluster RBAC")
+    return problems
 
 
 def _scan(files: list[tuple[str, str]]) -> tuple[set[tuple[str, str, str]], list[str]]:
@@ -299,17 +730,17 @@ def _scan(files: list[tuple[str, str]]) -> tuple[set[tuple[str, str, str]], list
     methods = _client_methods()
     needed: set[tuple[str, str, str]] = set()
     problems: list[str] = []
-    for rel, source in files:
+    modules = [_Module(rel, ast.parse(source), names) for rel, source in files]
+    hosted_functions = _hosted_functions(modules)
+    for mod, (rel, source) in zip(modules, files):
         for token in ("call_api", "DynamicClient", "rest_client", "ApiClient.request"):
             if token in source:
                 problems.append(f"{rel}: raw API access ({token}) the scan cannot map: map it by hand")
         if re.search(r"\bWatch\(", source) and rel != "hcp/waits.py":
             problems.append(f"{rel}: a watch outside hcp/waits.py: add its watch verb to REQUIRED and this scan")
-        tree = ast.parse(source)
+        problems += _hosted_callers_problems(mod, hosted_functions)
         understood: set[int] = set()  # ids of the Attribute nodes explained by a call below
-        for node in ast.walk(tree):
-            if not isinstance(node, ast.Call):
-                continue
+        for node in mod.calls:
             func = node.func
             callee = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
             if isinstance(func, ast.Attribute) and func.attr in methods:
@@ -321,19 +752,27 @@ def _scan(files: list[tuple[str, str]]) -> tuple[set[tuple[str, str, str]], list
             else:
                 continue
             understood.add(id(target))
+            if _on_hosted_cluster(mod, target):
+                continue  # the hosted cluster's own API, as its admin: not this ServiceAccount's (HOSTED_API_FILES)
             where = f"{rel}:{node.lineno} {method}"
             if method in CUSTOM_CALLS:
                 verb, index = CUSTOM_CALLS[method]
                 kw = {k.arg: k.value for k in node.keywords}
                 # handed to a wait: only its keyword arguments reach the list method
-                args = node.args if target is func else []
-                plural = _constant(kw.get("plural", args[index] if len(args) > index else None), names)
-                group = _constant(kw.get("group", args[0] if args else None), names)
-                if (group, plural) not in CUSTOM_RESOURCES:
-                    problems.append(f"{where}: custom resource {group}/{plural}, not one of {sorted(CUSTOM_RESOURCES)}"
-                                    " (or not a constant the scan can read): map it")
+                args = _spread(node.args, mod.consts) if target is func else []
+                try:
+                    pairs = mod.resources(kw.get("group", args[0] if args else None),
+                                          kw.get("plural", args[index] if len(args) > index else None), node)
+                except _Unresolved as exc:
+                    problems.append(f"{where}: the custom resource's group/plural ({exc}) is not something the scan "
+                                    "can follow to constants: map it")
                     continue
-                tuples = [(group, plural, verb)]
+                unknown = sorted(pairs - CUSTOM_RESOURCES)
+                if unknown:
+                    problems.append(f"{where}: custom resource {unknown}, not one of {sorted(CUSTOM_RESOURCES)}: "
+                                    "map it")
+                    continue
+                tuples = [(g, p, verb) for g, p in sorted(pairs)]
             elif method in CLIENT_CALLS:
                 tuples = CLIENT_CALLS[method]
             else:
@@ -343,7 +782,7 @@ def _scan(files: list[tuple[str, str]]) -> tuple[set[tuple[str, str, str]], list
             needed |= set(tuples)
             if watched:
                 needed |= {(g, r, "watch") for g, r, v in tuples if v == "list"}
-        for node in ast.walk(tree):
+        for node in ast.walk(mod.tree):
             if isinstance(node, ast.Attribute) and node.attr in methods and id(node) not in understood:
                 problems.append(f"{rel}:{node.lineno} {node.attr}: a Kubernetes client method used in a way the "
                                 "scan does not follow: map it by hand")
@@ -362,6 +801,102 @@ def test_required_matches_the_code() -> None:
     assert not required - needed, f"REQUIRED has {sorted(required - needed)}, which the code no longer uses"
 
 
+_KINDS_MODULE = """
+_CAPI = "cluster.x-k8s.io"
+Kind = object
+MACHINE = Kind("Machine", _CAPI, "v1beta1", "machines")
+CLUSTER = Kind("Cluster", _CAPI, "v1beta1", "clusters")
+MACHINE_DEPLOYMENT = Kind("MachineDeployment", _CAPI, "v1beta1", "machinedeployments")
+ALL = (MACHINE, CLUSTER, MACHINE_DEPLOYMENT)
+GONE = (MACHINE, CLUSTER)
+
+def _list(custom, kind, ns):
+    return custom.list_namespaced_custom_object(kind.group, kind.version, ns, kind.plural)
+
+class _Remover:
+    def patch(self, kind, ns, name, body):
+        self.custom.patch_namespaced_custom_object(kind.group, kind.version, ns, kind.plural, name, body)
+
+    def remove(self, kind, ns, name):
+        self.patch(kind, ns, name, {})
+        self.custom.delete_namespaced_custom_object(kind.group, kind.version, ns, kind.plural, name)
+
+def teardown(api, ns):
+    r = _Remover(api)
+    for kind in GONE:
+        for obj in _list(r.custom, kind, ns):
+            r.remove(kind, ns, obj)
+    for kind in ALL:
+        r.patch(kind, ns, "x", {})
+    found = {k.kind: _list(custom, k, ns) for k in ALL}
+"""
+
+
+def test_the_scan_follows_kinds_to_their_constants() -> None:
+    """hcp/migration_objects.py's calls take `kind.group`/`kind.plural`: the scan follows each back to
+    the Kind constants it can be, through loops, comprehensions and every caller of a helper."""
+    needed, problems = _scan([("hcp/x.py", _KINDS_MODULE)])
+    assert not problems
+    assert needed == {(CAPI, r, v) for r in ("machines", "clusters", "machinedeployments") for v in ("list", "patch")} \
+        | {(CAPI, "machines", "delete"), (CAPI, "clusters", "delete")}  # deleted: GONE only, not ALL
+    # a helper nobody calls, or a caller handing it something else, is not guessed
+    orphan = _KINDS_MODULE.replace("r.remove(kind, ns, obj)", "pass")
+    _, problems = _scan([("hcp/x.py", orphan)])
+    # the patch (through remove) and the delete
+    assert len(problems) == 2 and all("remove, which nothing in hcp/x.py calls" in p for p in problems)
+    opaque = _KINDS_MODULE.replace("r.remove(kind, ns, obj)", "r.remove(pick(obj), ns, obj)")
+    _, problems = _scan([("hcp/x.py", opaque)])
+    assert problems and all("pick(obj)" in p and "map it" in p for p in problems)
+    # a kind outside CUSTOM_RESOURCES is refused even when resolved
+    other = _KINDS_MODULE.replace('"machinedeployments"', '"machinepools"')
+    _, problems = _scan([("hcp/x.py", other)])
+    assert problems and all("machinepools" in p for p in problems)
+    # *CONSTANT[...] spread into group, version
+    routes = ('_R = ("route.openshift.io", "v1", "routes")\n'
+              "custom.delete_namespaced_custom_object(*_R[:2], ns, _R[2], name)\n")
+    needed, problems = _scan([("tasks/x.py", routes)])
+    assert not problems and needed == {("route.openshift.io", "routes", "delete")}
+
+
+def test_kind_lookups_match_the_code() -> None:
+    """_kind_of looks the kind up in _BY_KIND: the scan reads it as every Kind constant of the module."""
+    from hcp import migration_objects
+
+    path = ROOT / "hcp/migration_objects.py"
+    mod = _Module("hcp/migration_objects.py", ast.parse(path.read_text()), {})
+    assert {tuple(k) for k in KIND_LOOKUPS["_kind_of"](mod)} == \
+        {(k.kind, k.group, k.version, k.plural) for k in migration_objects._BY_KIND.values()}
+    assert {(k.group, k.plural) for k in migration_objects._BY_KIND.values()} <= CUSTOM_RESOURCES
+
+
+def test_the_scan_leaves_out_exactly_the_hosted_clusters_own_calls() -> None:
+    """hcp/hosted_access.py: the calls on the client built from the hosted cluster's admin kubeconfig
+    are left out; those on the management cluster (the HostedCluster, its kubeconfig secret) are not."""
+    rel = "hcp/hosted_access.py"
+    needed, problems = _scan([(rel, (ROOT / rel).read_text())])
+    assert not problems
+    assert needed == {(HC, "hostedclusters", "get"), ("", "secrets", "get"), (HC, "nodepools", "list")}
+    # the same call with any other client is a management-cluster call the scan must map
+    hosted = ("def nodes(hosted):\n    return client.CoreV1Api(hosted).list_node()\n"
+              "def pods(hosted):\n    core = client.CoreV1Api(hosted)\n    return core.list_namespaced_pod('x')\n")
+    needed, problems = _scan([(rel, hosted)])
+    assert not problems and not needed
+    for source in ("def nodes(api):\n    return client.CoreV1Api(api).list_node()\n",
+                   "def nodes(hosted):\n    core = client.CoreV1Api(hosted)\n    core = client.CoreV1Api(mgmt)\n"
+                   "    return core.list_node()\n"):
+        _, problems = _scan([(rel, source)])
+        assert len(problems) == 1 and "list_node" in problems[0] and "not in CLIENT_CALLS" in problems[0]
+    _, problems = _scan([("hcp/other.py", hosted)])  # only hcp/hosted_access.py speaks to the hosted cluster
+    assert len(problems) == 1 and "list_node" in problems[0]
+    # and every caller hands those functions a client made by hosted_api_client
+    good = "def t(api, ref):\n    h = hosted_access.hosted_api_client(api, ref)\n    hosted_access.nodes(h)\n"
+    _, problems = _scan([(rel, hosted), ("tasks/x.py", good)])
+    assert not problems
+    bad = "def t(api, ref):\n    hosted_access.nodes(api)\n"
+    _, problems = _scan([(rel, hosted), ("tasks/x.py", bad)])
+    assert len(problems) == 1 and "tasks/x.py:2 nodes" in problems[0] and "hosted_api_client" in problems[0]
+
+
 def test_the_scan_notices_new_api_calls() -> None:
     """What a change to the code would look like to test_required_matches_the_code."""
     new_call = "from kubernetes import client\nclient.AppsV1Api(api).patch_namespaced_stateful_set('etcd', ns, body)\n"
@@ -374,12 +909,12 @@ def test_the_scan_notices_new_api_calls() -> None:
     needed, problems = _scan([("hcp/x.py", scaled)])
     assert not problems and needed == {("apps", "statefulsets/scale", "get"), ("apps", "statefulsets/scale", "patch")}
     # custom objects: the resource is the call's own (group, plural), mapped only for those listed
-    other_crd = "custom.list_namespaced_custom_object(GROUP, VERSION, ns, 'hostedcontrolplanes')\n"
+    other_crd = "custom.list_namespaced_custom_object(GROUP, VERSION, ns, 'awsendpointservices')\n"
     _, problems = _scan([("hcp/x.py", other_crd)])
-    assert len(problems) == 1 and "hostedcontrolplanes" in problems[0]
+    assert len(problems) == 1 and "awsendpointservices" in problems[0]
     unreadable = "custom.delete_namespaced_custom_object(GROUP, VERSION, ns, kind_plural, name)\n"
     _, problems = _scan([("hcp/x.py", unreadable)])
-    assert len(problems) == 1 and "None" in problems[0] and "map it" in problems[0]
+    assert len(problems) == 1 and "kind_plural" in problems[0] and "map it" in problems[0]
     pools = ("custom.create_namespaced_custom_object(GROUP, VERSION, ns, 'nodepools', body)\n"
              "custom.delete_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, name)\n")
     needed, problems = _scan([("hcp/x.py", pools)])
