@@ -17,6 +17,7 @@ from pydantic import BaseModel
 from hcp import dr_checks, hosted_access
 from hcp import hosted_cluster as hc
 from hcp.aws_access import AwsAccess
+from hcp.cluster_objects import clean_for_recreate, policy_for
 from hcp.dns_records import ClusterRecord, DnsError, published_hostnames, wait_records_gone
 from hcp.etcd_member import list_members
 from hcp.etcd_restore import read_layout, wait_members_healthy
@@ -24,6 +25,7 @@ from hcp.member_snapshots import MemberSnapshot, member_object_name, snapshot_me
 from hcp.migration_objects import MigrationObjects, collect_migration_objects, remove_hosted_cluster, \
     restore_migration_objects
 from hcp.naming import BackupLocation
+from hcp.restore_render import with_snapshot_url
 from hcp.run_target import RunTarget
 from hcp.undo_journal import UndoAction, UndoJournal
 from hcp.waits import WaitTimeout, wait_for_object
@@ -66,7 +68,7 @@ def dr_preflight(source: RunTarget, destination: RunTarget, domain: str, zone_id
     problems += dr_checks.external_dns_problems(obj, domain, f"HostedCluster {ref} on {source.management_cluster}")
     problems += dr_checks.supported_version_problems(dst, info.release_version, destination.management_cluster)
     problems += dr_checks.destination_problems(dst, ref, ours=source.operation_id, where=destination.management_cluster)
-    problems += _permission_problems(dst, destination)
+    problems += _destination_write_problems(dst, destination, obj)
     try:
         route53_client(aws).get_hosted_zone(Id=zone_id)
     except Exception as exc:
@@ -85,18 +87,43 @@ def dr_preflight(source: RunTarget, destination: RunTarget, domain: str, zone_id
                        node_replicas=hosted_access.node_pool_replicas(src, ref), nodes=nodes, problems=problems)
 
 
-def _permission_problems(api: client.ApiClient, target: RunTarget) -> list[str]:
-    """The destination takes what the restore creates: a server-side dry run of the first create
-    (the control-plane namespace) proves the runner may create there, without creating anything."""
-    body = {"metadata": {"name": target.ref.control_plane_namespace}}
+def _destination_write_problems(api: client.ApiClient, target: RunTarget, hosted_cluster: dict) -> list[str]:
+    """The destination takes what the restore creates, proven without creating anything: server-side
+    dry runs of the first create (the control-plane namespace) and of the HostedCluster as it will be
+    created (the real CRD's validation, one restoreSnapshotURL). The HostedCluster's namespace must
+    exist there already: the runner's namespace-scoped role is bound in it (infra/rbac.yaml), which
+    a namespace it created itself would lack."""
+    ref = target.ref
+    where = target.management_cluster
+    core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
+    problems: list[str] = []
     try:
-        client.CoreV1Api(api).create_namespace(body, dry_run="All")
+        core.create_namespace({"metadata": {"name": ref.control_plane_namespace}}, dry_run="All")
+    except ApiException as exc:
+        if exc.status != 409:  # exists: destination_problems says whether it is ours
+            problems.append(f"{where}: the runner may not create namespace {ref.control_plane_namespace} (HTTP "
+                            f"{exc.status} {exc.reason}); bind it the hcp-runbooks ClusterRole there (infra/rbac.yaml)")
+    try:
+        core.read_namespace(ref.namespace)
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
+        return problems + [f"{where} has no namespace {ref.namespace}: create it and the RoleBinding of "
+                           f"infra/rbac.yaml there first (`oc create namespace {ref.namespace}`), then run again"]
+    body = clean_for_recreate(hosted_cluster, policy_for(hosted_cluster))
+    body["spec"].pop("pausedUntil", None)
+    body = with_snapshot_url(body, "https://s3.amazonaws.com/hcp-runbooks-preflight/snapshot.db")
+    try:
+        custom.create_namespaced_custom_object(hc.GROUP, hc.VERSION, ref.namespace, "hostedclusters", body,
+                                               dry_run="All")
     except ApiException as exc:
         if exc.status == 409:
-            return []  # exists: destination_problems says whether it is ours
-        return [f"{target.management_cluster}: the runner may not create namespace {body['metadata']['name']} "
-                f"(HTTP {exc.status} {exc.reason}); bind it the hcp-runbooks ClusterRole there (infra/rbac.yaml)"]
-    return []
+            return problems  # exists: destination_problems says whether it is ours
+        detail = exc.body if isinstance(exc.body, str) else ""
+        problems.append(f"{where}: a dry run of creating HostedCluster {ref} there was refused (HTTP {exc.status} "
+                        f"{exc.reason}: {detail[:300]}); " + ("bind the runner the roles of infra/rbac.yaml there"
+                                                              if exc.status == 403 else "fix what it names first"))
+    return problems
 
 
 @task(name="guard-undo-journal")

@@ -39,7 +39,11 @@ QUIESCED = ("kube-apiserver", "openshift-apiserver", "openshift-oauth-apiserver"
 
 @pytest.fixture(scope="module")
 def mgmt2(rb_world: World) -> Iterator[client.ApiClient]:
+    """The destination, prepared as the README asks: the HostedCluster namespace exists there (with the
+    runner's RoleBinding on a real cluster)."""
     api = ClusterAccess(kubeconfig=rb_world.kubeconfig_path, context="mgmt2").api_client()
+    if not _exists(lambda: client.CoreV1Api(api).read_namespace(NS)):
+        client.CoreV1Api(api).create_namespace({"metadata": {"name": NS}})
     yield api
     api.close()
 
@@ -286,6 +290,17 @@ def test_dry_run_and_preflight_refusals_change_nothing(
     finally:
         client.CoreV1Api(mgmt2).delete_namespace(f"{NS}-{name}")
     wait_for(lambda: not _exists(lambda: client.CoreV1Api(mgmt2).read_namespace(f"{NS}-{name}")), "namespace gone")
+    # the destination lacks the HostedCluster's namespace (so the runner's RoleBinding there too)
+    elsewhere, other = f"t{uuid.uuid4().hex[:5]}", f"m{uuid.uuid4().hex[:6]}"
+    rb_world.create_hosted_cluster(other, namespace=elsewhere)
+    try:
+        state = dr_migrate(params(rb_world, other, hosted_cluster=f"{elsewhere}/{other}", dry_run=True),
+                           return_state=True)
+        with pytest.raises(Exception, match=f"mgmt2 has no namespace {elsewhere}"):
+            state.result()
+        assert not _exists(lambda: client.CoreV1Api(mgmt2).read_namespace(elsewhere))
+    finally:
+        remove_hosted_cluster(mgmt, elsewhere, other, timeout=60)
     # the destination cannot be reached
     dead = tmp_path / "dead.kubeconfig"
     dead.write_text(json.dumps({"apiVersion": "v1", "kind": "Config", "current-context": "gone",
