@@ -79,14 +79,15 @@ def _child_flow(spec: dict[str, Any]) -> dict[str, Any]:
     from flows.etcd_backup import EtcdBackupParams, etcd_backup
 
     params = EtcdBackupParams.model_validate(spec["params"])
-    t = time.perf_counter()
+    t, t_epoch = time.perf_counter(), time.time()
     report = etcd_backup(params)
     wall = time.perf_counter() - t
     peak = _peak_rss_bytes()  # before anything else this process does
     out: dict[str, Any] = {
         "wall_s": wall, "peak_rss": peak, "status": report.status, "error": report.error,
         "figures": dict(report.figures),
-        "steps": [{"name": s.name, "seconds": s.seconds, "outcome": s.outcome} for s in report.steps],
+        "steps": [{"name": s.name, "seconds": s.seconds, "outcome": s.outcome,
+                   "at": s.started_at.timestamp() - t_epoch} for s in report.steps],
     }
     location = report.figures.get("backup location", "")
     if report.status == "succeeded" and location.startswith("s3://") and not params.dry_run:
@@ -510,7 +511,20 @@ def _step_line(result: dict[str, Any]) -> str:
     steps = _steps(result)
     accounted = sum(steps.values())
     parts = [f"{name} {sec:.2f}" for name, sec in steps.items() if sec >= 0.05]
-    return f"steps (s): {', '.join(parts)}; outside steps {result['wall_s'] - accounted:.2f}"
+    if not all("at" in s for s in result["steps"]):
+        return f"steps (s): {', '.join(parts)}; outside steps {result['wall_s'] - accounted:.2f}"
+    # Steps may overlap (the preflight reads run side by side): the time outside them is the wall
+    # time no step covers, shown as the gaps before each step (and after the last).
+    gaps, end, outside = [], 0.0, 0.0
+    for s in sorted(result["steps"], key=lambda s: s["at"]):
+        if s["at"] - end >= 0.05:
+            gaps.append(f"before {s['name']} {s['at'] - end:.2f}")
+        outside += max(0.0, s["at"] - end)
+        end = max(end, s["at"] + s["seconds"])
+    if result["wall_s"] - end >= 0.05:
+        gaps.append(f"after the last {result['wall_s'] - end:.2f}")
+    outside += max(0.0, result["wall_s"] - end)
+    return f"steps (s): {', '.join(parts)}; outside steps {outside:.2f}" + (f" ({', '.join(gaps)})" if gaps else "")
 
 
 def _print_diag(d: dict[str, Any]) -> dict[str, float]:

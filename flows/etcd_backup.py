@@ -129,16 +129,25 @@ def _state(cluster: HostedClusterInfo, members: list[MemberStatus], member: Memb
 
 
 class _Submitted:
-    """A task submitted to run beside the flow, as a step: `rb.step(submitted)` waits for it and
-    records it in the timeline (the seconds are those the flow waited)."""
+    """A read-only task submitted to run beside the flow; `step(rb)` waits for it and records it in
+    the timeline from its submission to its end (overlapping the steps run meanwhile)."""
 
     def __init__(self, task: Any, *args: Any) -> None:
         self.name = task.name
+        self.submitted_at = datetime.now(timezone.utc)
         self.future = task.submit(*args)
 
     def __call__(self, *, return_state: bool = True) -> Any:
         self.future.wait()
         return self.future.state
+
+    def step(self, rb: Runbook) -> Any:
+        result = rb.step(self)
+        record = rb.report.steps[-1]
+        ended = self.future.state.timestamp or datetime.now(timezone.utc)
+        rb.report.steps[-1] = record.model_copy(update={
+            "started_at": self.submitted_at, "seconds": max(record.seconds, (ended - self.submitted_at).total_seconds())})
+        return result
 
 
 def _as_snapshot_then_upload(rb: Runbook, uploaded: Uploaded) -> None:
@@ -174,23 +183,25 @@ def etcd_backup(params: EtcdBackupParams) -> RunReport:
     location = BackupLocation.new(params.bucket, params.prefix, target.management_cluster, target.ref,
                                   target.operation_id, when=operation_id_time(target.operation_id))
     with Runbook("etcd-backup", target, dry_run=params.dry_run) as rb:
-        # Preflight: read-only; anything wrong stops here, before the first change.
-        cluster = rb.step(read_cluster, target)
-        lowered = rb.step(pending_undo, target)  # this operation's own earlier run, killed while quiesced
-        if lowered:
-            rb.report.verification.append("continuing an operation that left the cluster lowered: "
-                                          + "; ".join(lowered))
-        else:
-            _preflight_checks(params, cluster, target)
-        # Both read-only and independent: the bucket probe runs while the members are asked.
+        # Preflight: read-only; anything wrong stops here, before the first change. The members'
+        # status and the bucket probe are independent of the cluster reads: they run beside them.
+        statuses = _Submitted(member_statuses, target)
         bucket_probe = _Submitted(check_bucket, params.aws, params.bucket, params.prefix, target.operation_id,
                                   params.encryption)
         try:
-            members = rb.step(member_statuses, target)
+            cluster = rb.step(read_cluster, target)
+            lowered = rb.step(pending_undo, target)  # this operation's own earlier run, killed while quiesced
+            if lowered:
+                rb.report.verification.append("continuing an operation that left the cluster lowered: "
+                                              + "; ".join(lowered))
+            else:
+                _preflight_checks(params, cluster, target)
+            members = statuses.step(rb)
             member = choose_member(members)
+            bucket_probe.step(rb)
         finally:
+            statuses.future.wait()
             bucket_probe.future.wait()
-        rb.step(bucket_probe)
         rb.report.plan = backup_plan(params, target, member, location, cluster)
         rb.report.figures["backup location"] = location.url
         if params.dry_run:
