@@ -63,6 +63,9 @@ class EtcdRestoreParams(ManagementParams):
     aws: AwsAccess = Field(default_factory=AwsAccess)
     work_dir: str | None = Field(default=None, description="where the runner keeps the snapshot (room for it once); "
                                  "default: the system temp dir")
+    pod_download: bool = Field(default=True, description="a backup's snapshot is downloaded by the data pod itself "
+                               "from S3 (a presigned GET, its SHA-256 checked there against the runner's verified "
+                               "copy); off, or when the pod cannot reach S3: the runner's copy is streamed in over exec")
     keep_previous_data: bool = Field(default=False, description="keep the old data directory on data-etcd-0 "
                                      "(data.before-<operation>) after a verified restore")
     dry_run: bool = Field(default=False, description="fetch and check the snapshot, change nothing, return the plan")
@@ -146,8 +149,7 @@ def restore_plan(params: EtcdRestoreParams, target: RunTarget, layout: EtcdLayou
         PlanStep(step="start a data pod on the members' volumes", changes=f"deployment {cp}/{DATA_POD_APP} "
                  f"({layout.image}; {claims} at {layout.member_dir('<member>')})",
                  command=f"{oc} apply -f etcd-data.yaml"),
-        PlanStep(step="copy the snapshot in", changes=f"file {layout.snapshot_in_pod} in the data pod (its emptyDir)",
-                 command=f"{oc} cp snapshot.db DATA_POD:{layout.snapshot_in_pod}"),
+        _snapshot_in_step(params, layout, snapshot, oc),
         PlanStep(step="restore into every member's volume", changes=f"the data directory on {claims} replaced (old "
                  f"data kept in {previous_data_dir(target.operation_id)})", destructive=True,
                  command=f"{oc} exec DATA_POD -- etcdutl snapshot restore {layout.snapshot_in_pod} --data-dir "
@@ -172,6 +174,18 @@ def restore_plan(params: EtcdRestoreParams, target: RunTarget, layout: EtcdLayou
                               " on each member", command=f"{oc} exec etcd-N -c etcd -- rm -rf "
                                                          f"{previous_data_dir(target.operation_id)}"))
     return steps
+
+
+def _snapshot_in_step(params: EtcdRestoreParams, layout: EtcdLayout, snapshot: LocalSnapshot | None,
+                      oc: str) -> PlanStep:
+    changes = f"file {layout.snapshot_in_pod} in the data pod (its emptyDir), SHA-256 equal to the verified copy's"
+    copy = f"{oc} cp snapshot.db DATA_POD:{layout.snapshot_in_pod}"
+    if params.pod_download and params.source in ("latest-backup", "backup"):
+        where = (snapshot.snapshot_object if snapshot is not None else None) or "s3://BUCKET/SNAPSHOT_KEY"
+        return PlanStep(step="download the snapshot in the data pod", changes=changes,
+                        command=f"{oc} exec DATA_POD -- curl --fail -o {layout.snapshot_in_pod} \"$(aws s3 presign "
+                                f"{where} --expires-in 600)\" && sha256sum {layout.snapshot_in_pod} (else: {copy})")
+    return PlanStep(step="copy the snapshot in", changes=changes, command=copy)
 
 
 def _hash_check_flag(snapshot: LocalSnapshot | None) -> str:
@@ -274,8 +288,14 @@ def etcd_restore(params: EtcdRestoreParams) -> RunReport:
             # The members shut down while the data pod starts and the snapshot goes in (into the data
             # pod's emptyDir: nothing touches a member's volume until every member pod is gone).
             pod = rb.step(start_data_pod, target, layout, params.timeout_seconds)
-            if rb.step(copy_snapshot, target, layout, pod, snapshot, params.timeout_seconds):
-                rb.changed("snapshot-copied", f"copied the snapshot into {pod}:{layout.snapshot_in_pod}")
+            put_in = rb.step(copy_snapshot, target, layout, pod, snapshot, params.timeout_seconds, params.aws,
+                             params.pod_download)
+            if put_in.how == "downloaded":
+                rb.changed("snapshot-downloaded", f"the data pod {pod} downloaded the snapshot {put_in.note} to "
+                           f"{layout.snapshot_in_pod}, SHA-256 equal to the verified copy's")
+            elif put_in.how == "copied":
+                rb.changed("snapshot-copied", f"copied the snapshot into {pod}:{layout.snapshot_in_pod}"
+                           + (f" ({put_in.note})" if put_in.note else ""))
             rb.step(wait_etcd_stopped, target, layout, params.timeout_seconds)
             restored = rb.step(restore_data, target, layout, pod, snapshot, params.timeout_seconds)
             rb.changed("restored", f"restored the snapshot into {', '.join(layout.claims)} (old data kept in "

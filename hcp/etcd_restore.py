@@ -44,7 +44,8 @@ from hcp.etcd_member import EtcdMember, MemberStatus, list_members, member_statu
 from hcp.waits import WaitTimeout, wait_for_set
 
 __all__ = ["EtcdRestoreError", "EtcdLayout", "read_layout", "stop_statefulset", "wait_statefulset_stopped",
-           "DATA_POD_APP", "data_pod_deployment", "start_data_pod", "copy_into_pod", "restore_script", "run_restore",
+           "DATA_POD_APP", "data_pod_deployment", "start_data_pod", "copy_into_pod", "download_into_pod",
+           "download_script", "DownloadUnavailable", "snapshot_in_pod", "restore_script", "run_restore",
            "remove_data_pod", "start_statefulset", "wait_members_healthy", "remove_previous_data", "previous_data_dir",
            "RESTORE_ROOT"]
 
@@ -254,6 +255,88 @@ def copy_into_pod(api: client.ApiClient, layout: EtcdLayout, pod: str, source: P
         raise EtcdRestoreError(f"the copy in {pod} has SHA-256 {got or '?'}, the snapshot {sha256}",
                                namespace=namespace, step="copy the snapshot",
                                next_step="run again with the same operation id (the copy is retried)")
+
+
+class DownloadUnavailable(Exception):
+    """The data pod could not download the snapshot (no curl in the image, S3 unreachable from the
+    pod, an HTTP error): nothing was put in place; the caller copies the runner's file in instead."""
+
+
+# Exit statuses of the download script that mean "copy it in instead" (the pod could not fetch it);
+# any other failure, and a SHA-256 that differs, is an error.
+_NO_CURL, _CURL_FAILED, _DIGEST_DIFFERS = 41, 42, 43
+
+
+def download_script(layout: EtcdLayout, sha256: str, size: int, *, ca_bytes: int, config_bytes: int) -> str:
+    """What the data pod runs to fetch the snapshot itself: stdin carries the CA bundle to trust
+    (`ca_bytes`, 0: the image's system roots, as on AWS S3) and then curl's configuration with the
+    presigned URL (`config_bytes`): the URL grants read access to the snapshot until it expires, so it
+    goes through stdin, never into the exec request's URL (the API server's audit log) or the pod's
+    process list. The file is hashed as it is written (tee into sha256sum) and takes its name only
+    when its SHA-256 and size are the runner's verified ones."""
+    target, part, ca = layout.snapshot_in_pod, f"{layout.snapshot_in_pod}.part", f"{SNAPSHOT_DIR}/s3-ca.pem"
+    cacert = f" --cacert {ca}" if ca_bytes else ""
+    return "\n".join([
+        "set -u -o pipefail",
+        f"command -v curl >/dev/null 2>&1 || {{ echo 'no curl in the image' >&2; exit {_NO_CURL}; }}",
+        # a re-run whose earlier run got it in already: the same file is not fetched again
+        f'if [ -f {target} ] && [ "$(sha256sum < {target})" = "{sha256}  -" ]; then echo present; exit 0; fi',
+        f"rm -f {part} {ca}",
+        f"head -c {ca_bytes} > {ca}" if ca_bytes else ":",
+        # --fail: an HTTP error (an expired URL's 403) is an error, not an XML body saved as the file
+        f"got=$(curl --silent --show-error --fail --connect-timeout 10 --speed-limit 1024 --speed-time 60{cacert} "
+        f"--config <(head -c {config_bytes}) --output - | tee {part} | sha256sum) "
+        f"|| {{ rm -f {part} {ca}; exit {_CURL_FAILED}; }}",
+        f"rm -f {ca}",
+        "got=${got%% *}",
+        f'size=$(stat -c %s {part})',
+        f'if [ "$got" != {sha256} ] || [ "$size" != {size} ]; then rm -f {part}; '
+        f'echo "$got $size" >&2; exit {_DIGEST_DIFFERS}; fi',
+        f"mv {part} {target}",
+        'echo "$got $size"',
+    ])
+
+
+def download_into_pod(api: client.ApiClient, layout: EtcdLayout, pod: str, url: str, sha256: str, size: int, *,
+                      ca_bundle: bytes | None, timeout: float) -> bool:
+    """The data pod downloads the snapshot from S3 with a presigned GET URL (what HyperShift's
+    etcd-init does with restoreSnapshotURL) and checks its SHA-256 against the runner's verified file
+    before it is put where the restore reads it. True if that file was there already (not fetched
+    again). Raises `DownloadUnavailable` when the pod could not fetch it (the caller copies the
+    runner's file in), `EtcdRestoreError` when the bytes it got are not the verified snapshot's (the
+    object changed in S3 after the runner checked it)."""
+    namespace = layout.namespace
+    ca = ca_bundle or b""
+    config = f'url = "{url}"\n'.encode()
+    script = download_script(layout, sha256, size, ca_bytes=len(ca), config_bytes=len(config))
+    try:
+        out = pod_exec.run_with_input(api, namespace, pod, "access", ["bash", "-c", script], [ca + config],
+                                      timeout=timeout).text
+    except pod_exec.CommandFailed as e:
+        stderr = e.stderr.decode("utf-8", "replace").strip()[-500:]
+        if e.exit_code in (_NO_CURL, _CURL_FAILED):
+            raise DownloadUnavailable(stderr or f"exit {e.exit_code}") from None
+        if e.exit_code == _DIGEST_DIFFERS:
+            raise EtcdRestoreError(
+                f"the data pod downloaded bytes that are not the verified snapshot (SHA-256 and size {stderr or '?'}; "
+                f"verified: {sha256} {size}): the object in S3 changed after the runner checked it",
+                namespace=namespace, step="download the snapshot",
+                next_step="nothing was restored; find out what replaced the backup's snapshot object and restore from "
+                          "a backup you trust") from None
+        raise EtcdRestoreError(f"downloading the snapshot in {pod} failed: {e}", namespace=namespace,
+                               step="download the snapshot", next_step="run again with the same operation id") from e
+    except pod_exec.ExecError as e:
+        raise EtcdRestoreError(f"downloading the snapshot in {pod} failed: {e}", namespace=namespace,
+                               step="download the snapshot", next_step="run again with the same operation id") from e
+    if out.strip() == "present":
+        return True
+    got = out.split()[0] if out.split() else ""
+    if got != sha256:  # the script checked it; so does the runner, on what the pod says
+        pod_exec.run(api, namespace, pod, "access", ["rm", "-f", layout.snapshot_in_pod], check=False)
+        raise EtcdRestoreError(f"the download in {pod} has SHA-256 {got or '?'}, the snapshot {sha256}",
+                               namespace=namespace, step="download the snapshot",
+                               next_step="run again with the same operation id")
+    return False
 
 
 def snapshot_in_pod(api: client.ApiClient, layout: EtcdLayout, pod: str) -> str | None:

@@ -74,6 +74,9 @@ class LocalSnapshot(BaseModel):
         return self.skip_hash_check or self.integrity_checked
     manifest_url: str | None = None
     encryption_key_object: str | None = None
+    # A backup's snapshot object, s3://BUCKET/KEY: the data pod can download it itself (a presigned
+    # GET), checked there against `sha256`; None (fresh snapshot, member-db): only this file exists.
+    snapshot_object: str | None = None
 
 
 _INTEGRITY_HASH = 32  # bytes of SHA-256 that `snapshot save` appends
@@ -231,7 +234,8 @@ def fetch_backup(s3: Any, entry: BackupEntry, dest: Path) -> LocalSnapshot:
     return LocalSnapshot(path=str(dest), source=source, kind="backup", sha256=sha256, size_bytes=size,
                          revision=status["revision"], hash=status["hash"], total_keys=status["totalKey"],
                          taken_at=manifest.timings.snapshot_finished_at, manifest_url=entry.location.url,
-                         encryption_key_object=manifest.encryption_key_object, integrity_checked=True)
+                         encryption_key_object=manifest.encryption_key_object, integrity_checked=True,
+                         snapshot_object=f"s3://{entry.location.bucket}/{manifest.snapshot_key}")
 
 
 def fetch_member_snapshot(api: client.ApiClient, member: EtcdMember, pod_path: str, dest: Path) -> LocalSnapshot:

@@ -12,7 +12,7 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor, wait
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Literal
 
 from kubernetes import client
 from prefect import task
@@ -26,6 +26,7 @@ from hcp.etcd_member import EtcdMember, MemberStatus
 from hcp.etcd_restore import EtcdLayout
 from hcp.hosted_cluster import HostedClusterError, read_hosted_cluster
 from hcp.naming import BackupLocation
+from hcp.restore_render import presign_snapshot, redact_url
 from hcp.restore_verify import snapshot_keyspace, verify_restored
 from hcp.run_target import RunTarget
 from hcp.snapshot_source import LocalSnapshot, SnapshotSourceError, SourceKind
@@ -37,7 +38,7 @@ from tasks.etcd import snapshot_path
 
 __all__ = ["read_etcd_layout", "choose_backup", "fetch_snapshot", "stop_etcd", "wait_etcd_stopped",
            "start_data_pod", "copy_snapshot", "restore_data", "remove_data_pod", "start_etcd", "verify_restore",
-           "wait_cluster_available", "remove_previous_data", "RestoredData", "Verified", "work_dir_for", "side_by_side"]
+           "wait_cluster_available", "remove_previous_data", "RestoredData", "Verified", "SnapshotIn", "work_dir_for", "side_by_side"]
 
 RUNBOOK = "etcd-restore"
 
@@ -160,15 +161,58 @@ def start_data_pod(target: RunTarget, layout: EtcdLayout, timeout_seconds: float
     return etcd_restore.start_data_pod(api, layout, target.operation_id, timeout_seconds)
 
 
+class SnapshotIn(BaseModel):
+    """How the snapshot got into the data pod: already there (a re-run), downloaded by the pod from
+    S3, or copied in from the runner's verified file (`note` says why not downloaded)."""
+
+    how: Literal["present", "downloaded", "copied"]
+    note: str = ""
+
+
+_PRESIGN_SECONDS = 600  # S3 checks the signature when the GET starts: the URL only has to outlive the start
+
+
+def _s3_ca_bundle(s3: Any) -> bytes | None:
+    """The CA bundle the runner's S3 client verifies S3 with, when it is not the system's (AWS_CA_BUNDLE or
+    `ca_bundle` in the AWS config: MinIO, ODF, a proxy): the data pod's curl must trust the same. None: the
+    system roots (AWS S3), which the etcd image has. botocore keeps the resolved value on the client's
+    HTTP session (no public accessor)."""
+    verify = getattr(getattr(getattr(s3, "_endpoint", None), "http_session", None), "_verify", None)
+    if isinstance(verify, str) and Path(verify).is_file():
+        return Path(verify).read_bytes()
+    return None
+
+
 @task(name="copy-snapshot-in", retries=1, retry_delay_seconds=2)
-def copy_snapshot(target: RunTarget, layout: EtcdLayout, pod: str, snapshot: LocalSnapshot,
-                  timeout_seconds: float) -> bool:
-    """Copy the snapshot into the data pod unless the same file is already there. True if copied."""
+def copy_snapshot(target: RunTarget, layout: EtcdLayout, pod: str, snapshot: LocalSnapshot, timeout_seconds: float,
+                  aws: AwsAccess | None = None, pod_download: bool = True) -> SnapshotIn:
+    """Put the verified snapshot into the data pod. A backup's snapshot is downloaded by the pod itself
+    from S3 (a presigned GET; SHA-256 and size checked in the pod against the runner's verified file
+    before it takes its name: bytes that differ fail the step, nothing restored). Otherwise (a fresh
+    snapshot or a member/snap/db copy exists only on the runner; `pod_download` off; no curl in the
+    image or no way to S3 from the pod) the runner's file is streamed in over exec, checked the same."""
     api = target.api_client()
+    note = ""
+    if snapshot.snapshot_object and pod_download and aws is not None:
+        bucket, _, key = snapshot.snapshot_object.removeprefix("s3://").partition("/")
+        s3 = s3_client(aws)
+        url = presign_snapshot(s3, bucket, key, _PRESIGN_SECONDS)
+        try:
+            present = etcd_restore.download_into_pod(api, layout, pod, url, snapshot.sha256, snapshot.size_bytes,
+                                                     ca_bundle=_s3_ca_bundle(s3), timeout=timeout_seconds)
+            if present:
+                return SnapshotIn(how="present")
+            return SnapshotIn(how="downloaded", note=f"from {redact_url(url)}")
+        except etcd_restore.DownloadUnavailable as e:
+            note = f"the data pod could not download it from S3 ({e})"
+    elif not snapshot.snapshot_object:
+        note = f"{snapshot.source} exists only on the runner"
+    else:
+        note = "download by the data pod turned off"
     if etcd_restore.snapshot_in_pod(api, layout, pod) == snapshot.sha256:
-        return False
+        return SnapshotIn(how="present")
     etcd_restore.copy_into_pod(api, layout, pod, Path(snapshot.path), snapshot.sha256, timeout=timeout_seconds)
-    return True
+    return SnapshotIn(how="copied", note=note)
 
 
 @checkpointed(name="restore-data")

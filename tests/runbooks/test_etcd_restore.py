@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import pytest
 from kubernetes import client
@@ -92,6 +92,8 @@ def test_restore_latest_backup_in_place(prefect_server: Path, mgmt: client.ApiCl
     assert "revisions of writes" in report.figures["data lost"]
     assert any("same keyspace hash" in line for line in report.verification)
     assert any("approved by alice" in a for a in report.approvals)
+    assert any("downloaded the snapshot" in c and "SHA-256 equal" in c for c in report.changes), report.changes
+    assert not any("X-Amz-Signature" in line for line in report.changes + [report.to_markdown()])
     no_leftovers(mgmt, cluster)
 
 
@@ -135,16 +137,48 @@ def versions(mgmt: client.ApiClient, cluster: str) -> dict[str, str]:
     return out
 
 
+@pytest.fixture(scope="module")
+def shared_backup(prefect_server: Path, rb_world: World, mgmt: client.ApiClient, access: ClusterAccess,
+                  bucket: str) -> Iterator[tuple[str, str, str]]:
+    """One cluster and its backup for every test below that leaves the cluster either as it found it
+    (refusals, rollbacks) or restored from this same backup: (cluster, prefix, tag), /t/<tag>/kept
+    written before the backup. A restore puts the keyspace back to the backup, so each test starts from
+    the same data plus its own /t/<tag>/lost (the `backed_up` fixture)."""
+    custom = client.CustomObjectsApi(mgmt)
+    name = f"r{uuid.uuid4().hex[:6]}"
+    rb_world.create_hosted_cluster(name)
+    cluster = f"clusters/{name}"
+    try:
+        wait_for(lambda: any(c["type"] == "Available" and c["status"] == "True"
+                             for c in (hc(mgmt, cluster).get("status") or {}).get("conditions") or []),
+                 f"hosted cluster {name} available", timeout=90)
+        prefix, tag = f"r-{uuid.uuid4().hex[:6]}", uuid.uuid4().hex[:6]
+        put(mgmt, cluster, f"/t/{tag}/kept", "before-backup")
+        backup(access, bucket, prefix, cluster)
+        yield cluster, prefix, tag
+    finally:
+        try:
+            custom.delete_namespaced_custom_object(*HS, "clusters", "hostedclusters", name)
+        except client.ApiException as exc:
+            if exc.status != 404:
+                raise
+
+
 @pytest.fixture
-def backed_up(prefect_server: Path, mgmt: client.ApiClient, access: ClusterAccess, bucket: str,
-              new_cluster: Callable[[], str]) -> tuple[str, str, str]:
-    """A cluster with a backup: (cluster, prefix, tag); /t/<tag>/kept before it, /t/<tag>/lost after it."""
-    cluster = new_cluster()
-    prefix, tag = f"r-{uuid.uuid4().hex[:6]}", uuid.uuid4().hex[:6]
-    put(mgmt, cluster, f"/t/{tag}/kept", "before-backup")
-    backup(access, bucket, prefix, cluster)
-    put(mgmt, cluster, f"/t/{tag}/lost", "after-backup")
+def backed_up(shared_backup: tuple[str, str, str], mgmt: client.ApiClient) -> tuple[str, str, str]:
+    """The shared cluster with its backup; /t/<tag>/lost written after it (a restore loses it)."""
+    cluster, prefix, tag = shared_backup
+    # the previous test may have just brought etcd back: wait until it takes the write
+    wait_for(lambda: _put_ok(mgmt, cluster, f"/t/{tag}/lost", "after-backup"), "etcd takes writes", timeout=60)
     return cluster, prefix, tag
+
+
+def _put_ok(mgmt: client.ApiClient, cluster: str, key: str, value: str) -> bool:
+    try:
+        put(mgmt, cluster, key, value)
+        return True
+    except pod_exec.ExecError:
+        return False
 
 
 def test_dry_run_checks_the_snapshot_and_changes_nothing(mgmt: client.ApiClient, access: ClusterAccess, bucket: str,
@@ -214,8 +248,10 @@ def test_a_failure_before_the_restore_puts_the_cluster_back_on_its_data_then_the
     from hcp.naming import new_operation_id
     cluster, prefix, tag = backed_up
     before_writers, before_paused = writers(mgmt, cluster), hc(mgmt, cluster)["spec"].get("pausedUntil")
-    p = restore_params(access, bucket, prefix, cluster, tmp_path, operation_id=new_operation_id())
-    rb_world.cluster("mgmt1").faults.cut_next_exec(10, count=2, command="head -c")  # the copy, and its retry
+    # the copy over exec (the data pod's own download turned off, as for a pod without a way to S3),
+    # cut, and its retry cut too
+    p = restore_params(access, bucket, prefix, cluster, tmp_path, operation_id=new_operation_id(), pod_download=False)
+    rb_world.cluster("mgmt1").faults.cut_next_exec(10, count=2, command="head -c")
     state = etcd_restore(p, return_state=True)
     assert state.is_failed()
     report = latest_report("etcd-restore", cluster)
@@ -228,7 +264,48 @@ def test_a_failure_before_the_restore_puts_the_cluster_back_on_its_data_then_the
 
     final = etcd_restore(p)
     assert final.status == "succeeded", final.to_markdown()
+    assert any("copied the snapshot" in c and "turned off" in c for c in final.changes), final.changes
     assert read_prefix(mgmt, cluster, f"/t/{tag}/", "etcd-0") == {f"/t/{tag}/kept": "before-backup"}
+    no_leftovers(mgmt, cluster)
+
+
+def test_a_snapshot_object_changed_after_the_check_is_refused_in_the_data_pod_and_everything_put_back(
+        mgmt: client.ApiClient, access: ClusterAccess, s3: Any, bucket: str, backed_up: tuple[str, str, str],
+        tmp_path: Path) -> None:
+    """The runner verified the object; then it is replaced (same size, one byte differs) while the run
+    waits for approval: the data pod's download does not match the verified SHA-256, the step fails
+    before the restore, and the undo puts etcd (on its old data) and the API servers back."""
+    from prefect.flow_runs import resume_flow_run
+
+    from hcp import backup_catalog
+    from tests.runbooks.test_etcd_backup import _in_thread, _paused_run_of
+    cluster, prefix, tag = backed_up
+    entry = backup_catalog.list_backups(s3, bucket, prefix)[0]
+    assert entry.manifest is not None
+    key = entry.manifest.snapshot_key
+    good = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    before_writers, before_paused = writers(mgmt, cluster), hc(mgmt, cluster)["spec"].get("pausedUntil")
+    p = restore_params(access, bucket, prefix, cluster, tmp_path,
+                       approval={"poll_interval_seconds": 1, "timeout_seconds": 120})
+    thread, out = _in_thread(lambda: etcd_restore(p, return_state=True))
+    try:
+        run = _paused_run_of(cluster)
+        damaged = bytearray(good)
+        damaged[len(damaged) // 2] ^= 0xFF
+        s3.put_object(Bucket=bucket, Key=key, Body=bytes(damaged))
+        resume_flow_run(run.id, run_input={"approved": True, "approver": "carol"})
+        thread.join(180)
+    finally:
+        s3.put_object(Bucket=bucket, Key=key, Body=good)
+    with pytest.raises(Exception, match="not the verified snapshot"):
+        out["state"].result()
+    report = latest_report("etcd-restore", cluster)
+    assert "copy-snapshot-in" in report and "restore-data" not in report, report
+    assert "delete the temporary deployment" in report and "scale statefulset" in report
+    assert writers(mgmt, cluster) == before_writers
+    assert hc(mgmt, cluster)["spec"].get("pausedUntil") == before_paused
+    wait_for(lambda: f"/t/{tag}/lost" in read_prefix(mgmt, cluster, f"/t/{tag}/", "etcd-0"), "etcd back on its data",
+             timeout=60)
     no_leftovers(mgmt, cluster)
 
 
