@@ -3,7 +3,8 @@ its ratio against a baseline measured in the same run. Not tests: nothing here f
 
 `python -m bench backup [--quick | --help]`: only the etcd backup bench (bench/backup_bench.py).
 `python -m bench restore [--quick | --help]`: only the in-place etcd restore bench (bench/restore_bench.py).
-`python -m bench member-recovery [--rounds N]`: only the etcd member recovery bench (bench/member_recovery_bench.py)."""
+`python -m bench member-recovery [--rounds N]`: only the etcd member recovery bench (bench/member_recovery_bench.py).
+`python -m bench dr [--rounds N] [--ha-rounds M]`: only the dr-migrate orchestration overhead bench (bench/dr_bench.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bench import api_latency, backup_bench, member_recovery_bench, restore_bench, sim_start, world_bench
+from bench import api_latency, backup_bench, dr_bench, member_recovery_bench, restore_bench, sim_start, world_bench
 
 
 def main() -> None:
@@ -23,6 +24,9 @@ def main() -> None:
         return
     if sys.argv[1:2] == ["member-recovery"]:
         member_recovery_bench.main(sys.argv[2:])
+        return
+    if sys.argv[1:2] == ["dr"]:
+        dr_bench.main(sys.argv[2:])
         return
     print("== simulator start (issue 2)")
     sim_start.run()
@@ -42,6 +46,8 @@ def main() -> None:
     restore_bench.main([])
     print("\n== etcd member recovery (issue 5)")
     member_recovery_bench.main([])
+    print("\n== dr-migrate orchestration overhead (issue 6)")
+    dr_bench.main([])
 
 
 if __name__ == "__main__":
