@@ -41,6 +41,7 @@ from tasks.cluster_objects import save_cluster_objects
 from tasks.dr_migrate import QUIESCE, RUNBOOK, DrPreflight, backup_members, delete_routes, dr_preflight, \
     guard_journal, pause_node_pools, point_of_no_return, record_parent, remove_from_destination, \
     restart_ovn_pods, restore_on_destination, save_objects, teardown_source, wait_destination, wait_dns_released
+from tasks.etcd_restore import side_by_side
 from tasks.gates import GateRejected, GateSettings, approval_gate, take_lock
 from tasks.hosted_cluster import quiesce_control_plane, restore_availability
 from tasks.runbook import Runbook, RunbookError, operation_id_for_run, run_parameters
@@ -211,8 +212,9 @@ def dr_migrate(params: DrMigrateParams) -> RunReport:
         if params.rollback:
             return _rollback(rb, params, source, destination, committed is not None)
         if committed is None:
-            pre = _preflight(rb, params, source, destination)
-            rb.step(check_bucket, params.aws, params.bucket, params.prefix, op, params.encryption)
+            pre, _ = side_by_side(lambda: _preflight(rb, params, source, destination),
+                                  lambda: rb.step(check_bucket, params.aws, params.bucket, params.prefix, op,
+                                                  params.encryption))
             rb.report.plan = migrate_plan(params, source, destination, pre, location)
             rb.report.figures["backup location"] = location.url
             if params.dry_run:
@@ -254,15 +256,17 @@ def _move(rb: Runbook, params: DrMigrateParams, source: RunTarget, destination: 
     rb.report.cluster_state = (f"on {src}, paused and scaled down (hosted API unavailable, nodes and workloads "
                                f"running); a failure scales it back")
 
-    backup = rb.step(backup_members, source, params.aws, location.url, params.encryption)
+    # The snapshots and the objects are independent writes into the backup's prefix: side by side.
+    backup, key_object, cluster_objects_key, saved = side_by_side(
+        lambda: rb.step(backup_members, source, params.aws, location.url, params.encryption),
+        lambda: rb.step(save_encryption_key, source, params.aws, location.url, pre.cluster.encryption_key_secret,
+                        params.encryption),
+        lambda: rb.step(save_cluster_objects, source, params.aws, location.url, params.encryption),
+        lambda: rb.step(save_objects, source, params.aws, location.url, params.encryption))
     chosen = newest(backup.members)
     rb.changed("etcd-backed-up", "backed up " + ", ".join(f"{m.member} (revision {m.revision}, {m.size_bytes} bytes, "
                                                           f"SHA-256 checked)" for m in backup.members)
                + f"; restoring {chosen.member}'s")
-    key_object = rb.step(save_encryption_key, source, params.aws, location.url, pre.cluster.encryption_key_secret,
-                         params.encryption)
-    cluster_objects_key = rb.step(save_cluster_objects, source, params.aws, location.url, params.encryption)
-    saved = rb.step(save_objects, source, params.aws, location.url, params.encryption)
     rb.changed("objects-saved", "saved " + ", ".join(f"{n} {k}" for k, n in saved.counts.items())
                + f" to s3://{location.bucket}/{saved.key}")
     manifest = backup_manifest.build(

@@ -6,6 +6,7 @@ so the two sides' checkpoints never mix."""
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 
 from kubernetes import client
@@ -24,7 +25,7 @@ from hcp.etcd_restore import read_layout, wait_members_healthy
 from hcp.member_snapshots import MemberSnapshot, member_object_name, snapshot_members
 from hcp.migration_objects import MigrationObjects, collect_migration_objects, remove_hosted_cluster, \
     restore_migration_objects
-from hcp.naming import BackupLocation
+from hcp.naming import BackupLocation, HostedClusterRef
 from hcp.restore_render import with_snapshot_url
 from hcp.run_target import RunTarget
 from hcp.undo_journal import UndoAction, UndoJournal
@@ -58,33 +59,50 @@ class DrPreflight(BaseModel):
 
 @task(name="dr-preflight")
 def dr_preflight(source: RunTarget, destination: RunTarget, domain: str, zone_id: str, aws: AwsAccess) -> DrPreflight:
-    """Everything read-only that must hold before the first change, on both sides and in Route53."""
+    """Everything read-only that must hold before the first change, on both sides and in Route53.
+    The reads are independent of one another: they run at once (no exec among them, so the two
+    ApiClients may be shared by the threads)."""
     src, dst = source.api_client(), destination.api_client()
     ref = source.ref
-    problems: list[str] = []
-    info = hc.read_hosted_cluster(src, ref, management=source.management_cluster)
-    obj = client.CustomObjectsApi(src).get_namespaced_custom_object(hc.GROUP, hc.VERSION, ref.namespace,
-                                                                   "hostedclusters", ref.name)
-    problems += dr_checks.external_dns_problems(obj, domain, f"HostedCluster {ref} on {source.management_cluster}")
-    problems += dr_checks.supported_version_problems(dst, info.release_version, destination.management_cluster)
-    problems += dr_checks.destination_problems(dst, ref, ours=source.operation_id, where=destination.management_cluster)
-    problems += _destination_write_problems(dst, destination, obj)
+    with ThreadPoolExecutor(max_workers=6, thread_name_prefix="dr-preflight") as pool:
+        info_f = pool.submit(hc.read_hosted_cluster, src, ref, management=source.management_cluster)
+        obj_f = pool.submit(client.CustomObjectsApi(src).get_namespaced_custom_object, hc.GROUP, hc.VERSION,
+                            ref.namespace, "hostedclusters", ref.name)
+        occupied_f = pool.submit(dr_checks.destination_problems, dst, ref, ours=source.operation_id,
+                                 where=destination.management_cluster)
+        zone_f = pool.submit(_zone_problems, aws, zone_id, domain)
+        nodes_f = pool.submit(_node_readiness, src, ref)
+        replicas_f = pool.submit(hosted_access.node_pool_replicas, src, ref)
+        info, obj = info_f.result(), obj_f.result()
+        version_f = pool.submit(dr_checks.supported_version_problems, dst, info.release_version,
+                                destination.management_cluster)
+        writes_f = pool.submit(_destination_write_problems, dst, destination, obj)
+        problems = (dr_checks.external_dns_problems(obj, domain, f"HostedCluster {ref} on {source.management_cluster}")
+                    + version_f.result() + occupied_f.result() + writes_f.result() + zone_f.result())
+        return DrPreflight(cluster=info, hostnames=published_hostnames(obj), node_replicas=replicas_f.result(),
+                           nodes=nodes_f.result(), problems=problems)
+
+
+def _zone_problems(aws: AwsAccess, zone_id: str, domain: str) -> list[str]:
     try:
         route53_client(aws).get_hosted_zone(Id=zone_id)
-    except Exception as exc:
-        problems.append(f"Route53 zone {zone_id} cannot be read ({exc}); give the public zone of {domain} and let the "
-                        "runner route53:GetHostedZone and route53:ListResourceRecordSets")
-    nodes = None
+    except Exception as exc:  # botocore's errors say what is wrong (no such zone, access denied)
+        return [f"Route53 zone {zone_id} cannot be read ({exc}); give the public zone of {domain} and let the runner "
+                "route53:GetHostedZone and route53:ListResourceRecordSets"]
+    return []
+
+
+def _node_readiness(api: client.ApiClient, ref: HostedClusterRef) -> dict[str, str | None] | None:
+    """The nodes as the hosted API shows them, or None when it does not answer (a re-run after the
+    quiesce): informational, compared after the move."""
     try:
-        hosted = hosted_access.hosted_api_client(src, ref)
+        hosted = hosted_access.hosted_api_client(api, ref)
         try:
-            nodes = hosted_access.node_readiness(hosted, timeout=5).nodes
+            return hosted_access.node_readiness(hosted, timeout=5).nodes
         finally:
             hosted.close()
-    except Exception:  # the API may already be away (a re-run after quiescing): readiness is informational
-        nodes = None
-    return DrPreflight(cluster=info, hostnames=published_hostnames(obj),
-                       node_replicas=hosted_access.node_pool_replicas(src, ref), nodes=nodes, problems=problems)
+    except Exception:
+        return None
 
 
 def _destination_write_problems(api: client.ApiClient, target: RunTarget, hosted_cluster: dict) -> list[str]:
