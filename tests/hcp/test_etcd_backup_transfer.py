@@ -22,6 +22,8 @@ from hcp.pod_exec import CommandFailed, ExecStreamError
 from hcp.s3_transfer import MiB, S3TransferError, download_stream, sha256_of_object, upload_stream
 from hcp.snapshot_upload import SnapshotMismatch, save_and_upload_snapshot, upload_snapshot_file
 
+from tests.conformance.util import wait_for
+
 from .conftest import CONTAINER, NAMESPACE, POD
 
 ETCDCTL = ["env", "ETCDCTL_API=3", "/usr/bin/etcdctl", "--cacert", "/etc/etcd/tls/etcd-ca/ca.crt",
@@ -226,6 +228,10 @@ def test_checked_upload_keeps_the_pods_bytes_only(mgmt1_api, s3, bucket, big_fil
 
 # -- the snapshot saved and uploaded at once (the online backup's path) ---------------------------
 
+def _exists(api, path: str) -> bool:  # type: ignore[no-untyped-def]
+    return pod_exec.run(api, NAMESPACE, POD, CONTAINER, ["test", "-e", path], check=False).exit_code == 0
+
+
 def _listing(api) -> list[str]:  # type: ignore[no-untyped-def]
     return _in_pod(api, "ls", "-a", "/var/lib/data").split()
 
@@ -280,25 +286,35 @@ def test_cut_while_saving_and_uploading_leaves_nothing(hcp_world, mgmt1_api, s3,
     assert _listing(mgmt1_api) == before
 
 
-def test_etcdctl_killed_mid_save_leaves_no_object(mgmt1_api, s3, bucket, bulky_etcd) -> None:  # type: ignore[no-untyped-def]
+def test_etcdctl_killed_mid_save_leaves_no_object(mgmt1_access, mgmt1_api, s3, bucket, bulky_etcd) -> None:  # type: ignore[no-untyped-def]
     """etcdctl dies after it has written part of the file (and some of it has gone up): the upload
     is aborted, whatever tail had streamed."""
     member = EtcdMember(NAMESPACE, POD, CONTAINER)
     path = f"/var/lib/data/hcp-runbooks-test-{uuid.uuid4().hex[:6]}.db"
     key = _key()
     before = _listing(mgmt1_api)
-    # In the pod, beside the backup: as soon as etcdctl has written its first MiB, kill it.
-    killer = threading.Thread(target=_in_pod, args=(mgmt1_api, "sh", "-c",
-                              f"while [ \"$(stat -c %s {path}.part 2>/dev/null || echo 0)\" -lt {MiB} ]; do :; done; "
-                              f"pkill -KILL -f 'snapshot save {path}'"), kwargs={"timeout": 60}, daemon=True)
+    # In the pod, beside the backup: as soon as etcdctl has written its first MiB, kill it. An
+    # ApiClient of its own: the client's exec swaps its ApiClient's request method while it runs.
+    # The backup starts once the killer is watching (it says so with a file).
+    ready = f"{path}.killer-ready"
+    killer_api = mgmt1_access.api_client()
+    killer = threading.Thread(target=_in_pod, args=(killer_api, "sh", "-c",
+                              f"touch {ready}; while [ \"$(stat -c %s {path}.part 2>/dev/null || echo 0)\" -lt {MiB} ]; "
+                              f"do :; done; pkill -KILL -f '^[^ ]*etcdctl .*snapshot save {path}$'; rm -f {ready}"),
+                              kwargs={"timeout": 60}, daemon=True)
     killer.start()
+    wait_for(lambda: _exists(mgmt1_api, ready), "the killer to watch", timeout=30)
     try:
         with pytest.raises(EtcdMemberError) as err:
             save_and_upload_snapshot(mgmt1_api, member, path, s3, bucket, key, part_size=5 * MiB)
         killer.join(30)
+        # etcdctl was killed, not the script: it saw etcdctl fail and said so
         assert err.value.step == "snapshot save" and "exited 137" in str(err.value)
+        assert "failed at snapshot save" in str(err.value)
         _assert_nothing_left(s3, bucket, key)
     finally:
+        killer.join(30)
+        killer_api.close()
         remove_snapshot(mgmt1_api, member, path)
     assert _listing(mgmt1_api) == before
 
