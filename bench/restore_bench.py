@@ -23,6 +23,7 @@ fails a build.
     python -m bench restore                  # 256 MiB, 2 rounds, HighlyAvailable then SingleReplica
     python -m bench restore --quick          # 32 MiB, 1 round
     python -m bench restore --only ha        # HighlyAvailable only (sr: SingleReplica only)
+    python -m bench restore --transfer both  # each round also with the exec copy into the data pod
     BENCH_RESTORE_MIB=512 BENCH_RESTORE_ROUNDS=3 python -m bench restore
 
 Like bench/backup_bench.py (whose world, Prefect server and child-process plumbing it reuses), this
@@ -224,11 +225,11 @@ class RestoreBench(BackupBench):
         body = self.world.aws.client("s3").get_object(Bucket=bucket, Key=key_prefix + "manifest.json")["Body"].read()
         return json.loads(body) | {"bucket": bucket, "flow_s": res["wall_s"]}
 
-    def restore(self, prefix: str, timeout: float) -> dict[str, Any]:
+    def restore(self, prefix: str, timeout: float, pod_download: bool = True) -> dict[str, Any]:
         work = self.directory / f"restore-{uuid.uuid4().hex[:8]}"
         try:
             return self.child("restore", {"params": self.params(prefix, source="latest-backup", work_dir=str(work),
-                                                                timeout_seconds=timeout)})
+                                                                timeout_seconds=timeout, pod_download=pod_download)})
         finally:
             shutil.rmtree(work, ignore_errors=True)
 
@@ -263,8 +264,11 @@ def _breakdown(res: dict[str, Any]) -> list[str]:
     return lines
 
 
+TRANSFERS = {"download": True, "copy": False}  # how the snapshot gets into the data pod -> pod_download
+
+
 def run_one(bench: RestoreBench, availability: str, mib: int, rounds: int, figures: dict[str, float],
-            rows: list[tuple[str, ...]]) -> None:
+            rows: list[tuple[str, ...]], transfers: tuple[str, ...] = ("download",)) -> None:
     label = "HA" if availability == "HighlyAvailable" else "SR"
     t = time.perf_counter()
     bench.start_world(availability, name=f"world-{label.lower()}")  # a directory each: no PVC of the other
@@ -278,21 +282,32 @@ def run_one(bench: RestoreBench, availability: str, mib: int, rounds: int, figur
         size_mib = manifest["size_bytes"] / MiB
         print(f"[{label}] etcd-backup: {manifest['flow_s']:.1f} s, snapshot {size_mib:.0f} MiB at revision "
               f"{manifest['revision']}")
-        flows, floors = [], [bench.restore_floor(manifest["bucket"], manifest["snapshot_key"])]
+        runs: dict[str, list[dict[str, Any]]] = {t: [] for t in transfers}
+        floors = [bench.restore_floor(manifest["bucket"], manifest["snapshot_key"])]
         for r in range(rounds):
-            print(_floor_line(floors[-1]))
-            res = bench.restore(prefix, timeout=900)
-            flows.append(res)
-            print(f"  round {r + 1}: etcd-restore flow: API back {res['api_back_s']:.2f} s, verified "
-                  f"{res['verified_s']:.2f} s, total {res['wall_s']:.2f} s (API downtime "
-                  f"{res['figures'].get('API downtime', '?')}; {_load(res['load_before'], res['load_after'])})")
-            print("\n".join(_breakdown(res)))
-            floors.append(bench.restore_floor(manifest["bucket"], manifest["snapshot_key"]))
+            for transfer in transfers:
+                print(_floor_line(floors[-1]))
+                res = bench.restore(prefix, timeout=900, pod_download=TRANSFERS[transfer])
+                runs[transfer].append(res)
+                print(f"  round {r + 1} ({transfer}): etcd-restore flow: API back {res['api_back_s']:.2f} s, verified "
+                      f"{res['verified_s']:.2f} s, total {res['wall_s']:.2f} s (API downtime "
+                      f"{res['figures'].get('API downtime', '?')}; {_load(res['load_before'], res['load_after'])})")
+                print("\n".join(_breakdown(res)))
+                floors.append(bench.restore_floor(manifest["bucket"], manifest["snapshot_key"]))
         print(_floor_line(floors[-1]))
     finally:
         bench.delete_prefix(prefix)
         bench.close_world()
-    best, floor = min(flows, key=lambda x: x["api_back_s"]), min(floors, key=lambda x: x["wall_s"])
+    floor = min(floors, key=lambda x: x["wall_s"])
+    for transfer in transfers[1:]:  # the others against the same floor, for comparison
+        other = min(runs[transfer], key=lambda x: x["api_back_s"])
+        print(f"[{label}] with the snapshot put in by {transfer}: API back after {other['api_back_s']:.2f} s "
+              f"({other['api_back_s'] / floor['wall_s']:.2f}x the floor); total {other['wall_s']:.2f} s")
+        figures[f"{label.lower()}_{transfer}_api_back_s"] = other["api_back_s"]
+        rows.append((f"{label} restore, {transfer} into the data pod: API back", f"{other['api_back_s']:.1f} s",
+                     f"{floor['wall_s']:.1f} s", f"{other['api_back_s'] / floor['wall_s']:.2f}x", "(comparison)"))
+    flows = runs[transfers[0]]
+    best = min(flows, key=lambda x: x["api_back_s"])
     ratio = best["api_back_s"] / floor["wall_s"]
     total_ratio = best["wall_s"] / floor["wall_s"]
     # Against the default download_file too: what the floor would be if moto's ranged GETs counted.
@@ -321,7 +336,8 @@ def run_one(bench: RestoreBench, availability: str, mib: int, rounds: int, figur
                  f"{total_ratio:.2f}x", "(informational)"))
 
 
-def run(mib: int | None = None, rounds: int | None = None, only: str | None = None) -> dict[str, float]:
+def run(mib: int | None = None, rounds: int | None = None, only: str | None = None,
+        transfers: tuple[str, ...] = ("download",)) -> dict[str, float]:
     mib = mib or _env_int("BENCH_RESTORE_MIB", 256)
     rounds = rounds or _env_int("BENCH_RESTORE_ROUNDS", 2)
     figures: dict[str, float] = {}
@@ -334,9 +350,9 @@ def run(mib: int | None = None, rounds: int | None = None, only: str | None = No
             bench.prefect.start()
             print(f"prefect server (own process) up in {time.perf_counter() - t:.1f} s")
             if only in (None, "ha"):
-                run_one(bench, "HighlyAvailable", mib, rounds, figures, rows)
+                run_one(bench, "HighlyAvailable", mib, rounds, figures, rows, transfers)
             if only in (None, "sr"):
-                run_one(bench, "SingleReplica", mib, rounds, figures, rows)
+                run_one(bench, "SingleReplica", mib, rounds, figures, rows, transfers)
         finally:
             bench.close()
     print(f"\nrestore bench results (each against a floor measured in the same run; load average at the end: "
@@ -355,10 +371,15 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     ap.add_argument("--rounds", type=int, help="restore rounds per availability (default 2, env BENCH_RESTORE_ROUNDS)")
     ap.add_argument("--quick", action="store_true", help="32 MiB, one round")
     ap.add_argument("--only", choices=["ha", "sr"], help="ha: HighlyAvailable only; sr: SingleReplica only")
+    ap.add_argument("--transfer", choices=["download", "copy", "both"], default="download",
+                    help="how the snapshot gets into the data pod: download (the pod's own presigned GET, the "
+                         "default), copy (streamed in from the runner over exec, the fallback), both (each round "
+                         "runs both; the ratio is the download's)")
     a = ap.parse_args(argv)
     if a.quick:
         a.mib, a.rounds = a.mib or 32, a.rounds or 1
-    return run(a.mib, a.rounds, a.only)
+    transfers = ("download", "copy") if a.transfer == "both" else (a.transfer,)
+    return run(a.mib, a.rounds, a.only, transfers)
 
 
 if __name__ == "__main__":
