@@ -224,9 +224,9 @@ def etcd_restore(params: EtcdRestoreParams) -> RunReport:
                        hosted_cluster=params.hosted_cluster, operation_id=operation_id_for_run(params.operation_id))
     with Runbook(RUNBOOK, target, dry_run=params.dry_run) as rb:
         rb.report.next_command = restore_command(params, target.operation_id)
-        # Read-only first: anything wrong stops here. Two independent lines of reads run side by
-        # side: the HostedCluster, then the backup and the snapshot's download and checks; etcd's
-        # layout, its members and what an earlier run of the operation left to undo.
+        # Read-only first: anything wrong stops here. Independent lines of reads run side by side:
+        # the HostedCluster; the backup and the snapshot's download and checks; etcd's layout, its
+        # members and what an earlier run of the operation left to undo.
         restored = completed_result(restore_data, target)
         snapshot = completed_result(fetch_snapshot, target)
         stale = snapshot is not None and restored is None and not check_local_copy(snapshot)
@@ -235,19 +235,22 @@ def etcd_restore(params: EtcdRestoreParams) -> RunReport:
         refetch = snapshot is None and restored is None
         from_backup = params.source in ("latest-backup", "backup")
 
-        def cluster_and_backup() -> tuple[HostedClusterInfo, str | None, LocalSnapshot | None]:
-            cluster = rb.step(read_cluster, target)
+        def hosted_cluster() -> HostedClusterInfo:
+            return rb.step(read_cluster, target)
+
+        def backup_and_snapshot() -> tuple[str | None, LocalSnapshot | None]:
             if not from_backup:
-                return cluster, None, None  # the member to read comes from etcd's members
-            url = rb.step(choose_backup, target, params.aws, params.bucket or "", params.prefix, params.backup,
-                          cluster.uid)
-            return cluster, url, rb.step(fetch_snapshot.with_options(refresh_cache=refetch), target, params.source,
-                                         params.aws, url, None, params.work_dir)
+                return None, None  # the member to read comes from etcd's members
+            # choose-backup reads the HostedCluster's uid itself: the backup's download does not wait for
+            # read-hosted-cluster
+            url = rb.step(choose_backup, target, params.aws, params.bucket or "", params.prefix, params.backup)
+            return url, rb.step(fetch_snapshot.with_options(refresh_cache=refetch), target, params.source,
+                                params.aws, url, None, params.work_dir)
 
         def etcd_state() -> tuple[EtcdLayout, list[MemberStatus], list[str]]:
             return rb.step(read_etcd_layout, target), rb.step(member_statuses, target), rb.step(pending_undo, target)
 
-        (cluster, backup_url, fetched), (layout, members, lowered) = side_by_side(cluster_and_backup, etcd_state)
+        cluster, (backup_url, fetched), (layout, members, lowered) = side_by_side(hosted_cluster, backup_and_snapshot, etcd_state)
         if stale and params.source in ("snapshot", "member-db") and lowered:
             raise RunbookError(f"{target}: the snapshot this operation took is no longer on this runner and etcd "
                                "may already be stopped; restore from a backup instead: "

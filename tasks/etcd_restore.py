@@ -76,13 +76,30 @@ def read_etcd_layout(target: RunTarget) -> EtcdLayout:
     return etcd_restore.read_layout(target.api_client(), target.ref.control_plane_namespace)
 
 
+# choose-backup's entry for fetch-snapshot, which runs right after it in the same process: the
+# backups of the cluster are not listed (and every manifest read) twice. A run in another process
+# (a resumed operation) lists again; fetch-snapshot checks the object against the manifest either way.
+_CHOSEN: dict[str, Any] = {}
+_CHOSEN_MAX = 64
+
+
+def _chosen(entry: Any) -> str:
+    if len(_CHOSEN) >= _CHOSEN_MAX:
+        _CHOSEN.clear()
+    _CHOSEN[entry.location.url] = entry
+    return str(entry.location.url)
+
+
 @task(name="choose-backup")
 def choose_backup(target: RunTarget, aws: AwsAccess, bucket: str, prefix: str, backup: str | None,
-                  cluster_uid: str) -> str:
+                  cluster_uid: str | None = None) -> str:
     """The backup's location URL: the one given (its prefix or its manifest.json), else the newest
     complete backup of this hosted cluster on this management cluster. A backup of another
     HostedCluster (another name, or the same name with another uid: a cluster deleted and created
-    again) is refused: restoring it in place would mix two clusters' data."""
+    again) is refused: restoring it in place would mix two clusters' data. Without `cluster_uid` the
+    HostedCluster is read here (so this runs beside the flow's own read of it)."""
+    if cluster_uid is None:
+        cluster_uid = read_hosted_cluster(target.api_client(), target.ref, management=target.management_cluster).uid
     if backup:
         loc = BackupLocation.parse(backup.removesuffix("manifest.json"))
         entries = list_backups(s3_client(aws), loc.bucket, loc.prefix, management_cluster=loc.management_cluster,
@@ -99,7 +116,7 @@ def choose_backup(target: RunTarget, aws: AwsAccess, bucket: str, prefix: str, b
                 f"{cluster_uid}", source=f"backup {loc.url}", step="choose backup",
                 next_step="choose a backup of this cluster; to start another cluster from it, use the "
                           "restore into a new hosted cluster (etcd-restore-new-cluster)")
-        return entry.location.url
+        return _chosen(entry)
     entries = [e for e in list_backups(s3_client(aws), bucket, prefix, management_cluster=target.management_cluster,
                                        hosted_cluster=target.ref) if e.complete and e.manifest is not None]
     mine = [e for e in entries if e.manifest is not None and e.manifest.uid == cluster_uid]
@@ -110,7 +127,7 @@ def choose_backup(target: RunTarget, aws: AwsAccess, bucket: str, prefix: str, b
                                   source="latest backup", step="choose backup",
                                   next_step="give a backup's URL (`--backup s3://...`), or use --source snapshot / "
                                             "member-db")
-    return mine[-1].location.url
+    return _chosen(mine[-1])
 
 
 @checkpointed(name="fetch-snapshot")
@@ -122,9 +139,9 @@ def fetch_snapshot(target: RunTarget, kind: SourceKind, aws: AwsAccess, backup_u
     if kind in ("latest-backup", "backup"):
         assert backup_url
         loc = BackupLocation.parse(backup_url)
-        entry = next(e for e in list_backups(s3_client(aws), loc.bucket, loc.prefix,
-                                              management_cluster=loc.management_cluster,
-                                              hosted_cluster=loc.hosted_cluster) if e.location.url == loc.url)
+        entry = _CHOSEN.pop(loc.url, None) or next(
+            e for e in list_backups(s3_client(aws), loc.bucket, loc.prefix, management_cluster=loc.management_cluster,
+                                    hosted_cluster=loc.hosted_cluster) if e.location.url == loc.url)
         return snapshot_source.fetch_backup(s3_client(aws), entry, dest)
     assert member
     if kind == "snapshot":
