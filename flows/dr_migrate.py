@@ -41,10 +41,9 @@ from tasks.cluster_objects import save_cluster_objects
 from tasks.dr_migrate import QUIESCE, RUNBOOK, DrPreflight, backup_members, delete_routes, dr_preflight, \
     guard_journal, pause_node_pools, point_of_no_return, record_parent, remove_from_destination, \
     restart_ovn_pods, restore_on_destination, save_objects, teardown_source, wait_destination, wait_dns_released
-from tasks.etcd_restore import side_by_side
 from tasks.gates import GateRejected, GateSettings, approval_gate, take_lock
 from tasks.hosted_cluster import quiesce_control_plane, restore_availability
-from tasks.runbook import Runbook, RunbookError, operation_id_for_run, run_parameters
+from tasks.runbook import Runbook, RunbookError, operation_id_for_run, run_parameters, side_by_side
 from tasks.storage import Encryption, check_bucket, save_encryption_key, write_manifest
 
 __all__ = ["DrMigrateParams", "dr_migrate", "migrate_command"]

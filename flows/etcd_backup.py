@@ -11,7 +11,7 @@ the manifest last: a prefix without a manifest is not a backup.
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
-from typing import Any, Literal
+from typing import Literal
 
 import kubernetes
 import prefect
@@ -33,7 +33,7 @@ from tasks.cluster_objects import CLUSTER_OBJECTS_FILE, save_cluster_objects
 from tasks.etcd import member_statuses, remove_snapshot_file, snapshot_file_present, snapshot_path, take_snapshot
 from tasks.gates import GateSettings, approval_gate, take_lock
 from tasks.hosted_cluster import pending_undo, quiesce_control_plane, read_cluster, restore_availability
-from tasks.runbook import Runbook, RunbookError, operation_id_for_run, run_parameters
+from tasks.runbook import Runbook, RunbookError, operation_id_for_run, run_parameters, side_by_side
 from tasks.storage import ENCRYPTION_KEY_FILE, SNAPSHOT_FILE, Encryption, Uploaded, check_bucket, save_encryption_key, \
     snapshot_and_upload, upload_snapshot, verify_backup, write_manifest
 
@@ -128,37 +128,16 @@ def _state(cluster: HostedClusterInfo, members: list[MemberStatus], member: Memb
     return "\n".join(lines)
 
 
-class _Submitted:
-    """A read-only task submitted to run beside the flow; `step(rb)` waits for it and records it in
-    the timeline from its submission to its end (overlapping the steps run meanwhile)."""
-
-    def __init__(self, task: Any, *args: Any) -> None:
-        self.name = task.name
-        self.submitted_at = datetime.now(timezone.utc)
-        self.future = task.submit(*args)
-
-    def __call__(self, *, return_state: bool = True) -> Any:
-        self.future.wait()
-        return self.future.state
-
-    def step(self, rb: Runbook) -> Any:
-        result = rb.step(self)
-        record = rb.report.steps[-1]
-        ended = self.future.state.timestamp or datetime.now(timezone.utc)
-        rb.report.steps[-1] = record.model_copy(update={
-            "started_at": self.submitted_at, "seconds": max(record.seconds, (ended - self.submitted_at).total_seconds())})
-        return result
-
-
 def _as_snapshot_then_upload(rb: Runbook, uploaded: Uploaded) -> None:
     """The timeline shows the online backup's one step as the two it overlaps, so that every mode's
     report and manifest name the same steps: snapshot-etcd (until etcdctl finished; the bytes were
     going up meanwhile), then upload-snapshot (the rest of the upload)."""
-    record = rb.report.steps.pop()
+    index = max(i for i, r in enumerate(rb.report.steps) if r.name == snapshot_and_upload.name)
+    record = rb.report.steps.pop(index)
     snap = uploaded.snapshot
     saving = min(record.seconds, max(0.0, (snap.finished_at - snap.started_at).total_seconds()))
     detail = record.detail
-    rb.report.steps += [
+    rb.report.steps[index:index] = [
         StepRecord(name=take_snapshot.name, started_at=record.started_at, seconds=saving, outcome=record.outcome,
                    detail=detail or "etcdctl snapshot save in the pod, streamed to S3 as it was written"),
         StepRecord(name=upload_snapshot.name, started_at=record.started_at + timedelta(seconds=saving),
@@ -185,23 +164,19 @@ def etcd_backup(params: EtcdBackupParams) -> RunReport:
     with Runbook("etcd-backup", target, dry_run=params.dry_run) as rb:
         # Preflight: read-only; anything wrong stops here, before the first change. The members'
         # status and the bucket probe are independent of the cluster reads: they run beside them.
-        statuses = _Submitted(member_statuses, target)
-        bucket_probe = _Submitted(check_bucket, params.aws, params.bucket, params.prefix, target.operation_id,
-                                  params.encryption)
-        try:
-            cluster = rb.step(read_cluster, target)
-            lowered = rb.step(pending_undo, target)  # this operation's own earlier run, killed while quiesced
-            if lowered:
-                rb.report.verification.append("continuing an operation that left the cluster lowered: "
-                                              + "; ".join(lowered))
-            else:
-                _preflight_checks(params, cluster, target)
-            members = statuses.step(rb)
-            member = choose_member(members)
-            bucket_probe.step(rb)
-        finally:
-            statuses.future.wait()
-            bucket_probe.future.wait()
+        def cluster_reads() -> tuple[HostedClusterInfo, list[str]]:
+            # pending_undo: this operation's own earlier run, killed while quiesced
+            return rb.step(read_cluster, target), rb.step(pending_undo, target)
+
+        (cluster, lowered), members, _ = side_by_side(
+            cluster_reads, lambda: rb.step(member_statuses, target),
+            lambda: rb.step(check_bucket, params.aws, params.bucket, params.prefix, target.operation_id,
+                            params.encryption))
+        if lowered:
+            rb.report.verification.append("continuing an operation that left the cluster lowered: " + "; ".join(lowered))
+        else:
+            _preflight_checks(params, cluster, target)
+        member = choose_member(members)
         rb.report.plan = backup_plan(params, target, member, location, cluster)
         rb.report.figures["backup location"] = location.url
         if params.dry_run:
@@ -214,6 +189,12 @@ def etcd_backup(params: EtcdBackupParams) -> RunReport:
 
         quiesced = params.mode == "quiesced"
         downtime = 0.0
+
+        def save_cluster_state() -> tuple[str | None, str]:
+            """The encryption key and the HostedCluster + NodePools, beside the snapshot in the prefix."""
+            return (rb.step(save_encryption_key, target, params.aws, location.url, cluster.encryption_key_secret,
+                            params.encryption),
+                    rb.step(save_cluster_objects, target, params.aws, location.url, params.encryption))
         if quiesced:
             # The downtime ends right after the snapshot: save first, scale back, then upload.
             snapshot = completed_result(take_snapshot, target)
@@ -239,14 +220,19 @@ def etcd_backup(params: EtcdBackupParams) -> RunReport:
             downtime = restored.downtime_seconds
             rb.report.figures["API downtime"] = f"{downtime:.1f} s"
             uploaded = rb.step(upload_snapshot, target, params.aws, location.url, snapshot, params.encryption)
+            key_object, objects_key = save_cluster_state()
         else:
             # Online: the snapshot streams into S3 while etcdctl writes it (one step, checkpointed as one;
             # its retry takes a new snapshot), and the file is removed from the pod by the same exec.
             done = completed_result(snapshot_and_upload, target)
             pod = done.snapshot.info.member if done is not None else member.pod
             rb.cleanup_on_failure(f"removed the snapshot file from pod {pod}", lambda: remove_snapshot_file(target, pod))
-            uploaded = rb.step(snapshot_and_upload, target, params.aws, location.url, pod, params.encryption,
-                               (member.db_size or 0) + 32)
+            # The encryption key and the cluster's objects go beside it (a failed snapshot leaves them
+            # in a prefix without a manifest: not a backup, and retention removes it).
+            uploaded, (key_object, objects_key) = side_by_side(
+                lambda: rb.step(snapshot_and_upload, target, params.aws, location.url, pod, params.encryption,
+                                (member.db_size or 0) + 32),
+                save_cluster_state)
             _as_snapshot_then_upload(rb, uploaded)
             info = uploaded.snapshot.info
             rb.report.changes.append(f"snapshot of {info.member} at revision {info.revision} ({info.size_bytes} bytes)")
@@ -254,12 +240,9 @@ def etcd_backup(params: EtcdBackupParams) -> RunReport:
         rb.changed("uploaded", f"uploaded {uploaded.result.url} ({uploaded.result.size} bytes, "
                    f"{uploaded.result.parts or 1} part(s), {params.encryption.sse})", url=uploaded.result.url)
         rb.report.verification.append(f"SHA-256 in the pod equals SHA-256 of the upload: {info.sha256}")
-        key_object = rb.step(save_encryption_key, target, params.aws, location.url, cluster.encryption_key_secret,
-                             params.encryption)
         if key_object:
             rb.changed("encryption-key-saved", f"saved the encryption key secret {cluster.encryption_key_secret} "
                        f"(content not shown) to s3://{location.bucket}/{key_object}")
-        objects_key = rb.step(save_cluster_objects, target, params.aws, location.url, params.encryption)
         rb.changed("cluster-objects-saved", f"saved the HostedCluster and its NodePools to s3://{location.bucket}/"
                    f"{objects_key}")
         if quiesced:  # online: the snapshot step removed it once hashed

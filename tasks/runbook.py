@@ -8,8 +8,10 @@ the report says so; a suspension for approval keeps the lock and the journal for
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor, wait
 from datetime import datetime, timezone
 from types import TracebackType
 from typing import Any, Callable, Literal
@@ -31,7 +33,7 @@ from hcp.undo_journal import UndoAction, UndoJournal
 from tasks.events import emit_change
 
 __all__ = ["Runbook", "RunbookError", "LockBusy", "operation_id_for_run", "artifact_key", "describe_error",
-           "run_parameters"]
+           "run_parameters", "side_by_side"]
 
 LOCK_SECONDS = 60
 
@@ -67,6 +69,18 @@ def run_parameters() -> tuple[dict[str, Any], str, str]:
         params = params.model_dump()
     mgmt = params.get("management_cluster") or (params.get("management") or {}).get("context") or "?"
     return params, mgmt, " (dry run)" if params.get("dry_run") else ""
+
+
+def side_by_side(*calls: Callable[[], Any]) -> list[Any]:
+    """Run independent lines of steps at once and return their results in order. Each runs in a
+    thread with a copy of the caller's context (as Prefect's own thread pool runs tasks), so its
+    steps are task runs of the flow, each recorded in the timeline with its own start and duration;
+    every task makes its own ApiClient (execs that overlap must not share one). All are waited for;
+    then the first failure, in the order given, is raised."""
+    with ThreadPoolExecutor(max_workers=max(1, len(calls)), thread_name_prefix="side-by-side") as pool:
+        futures = [pool.submit(contextvars.copy_context().run, call) for call in calls]
+        wait(futures)
+    return [f.result() for f in futures]
 
 
 def artifact_key(*parts: str) -> str:
