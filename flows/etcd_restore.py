@@ -3,7 +3,8 @@ on-premise procedure, without its mistakes).
 
 Fetch the snapshot and check it (SHA-256, `snapshot status`) before anything changes; approval,
 showing what will be lost; pause reconciliation and stop the API servers (recording their
-replicas); stop etcd; in a data pod on the members' volumes, copy the snapshot in and restore it
+replicas); stop etcd; in a data pod on the members' volumes, download the snapshot from S3 (or copy
+the runner's file in), checked against the verified SHA-256, and restore it
 into every member's volume (the old data kept aside; why every member and not, as documented,
 the first one with the others' volumes deleted: see hcp/etcd_restore.py); start etcd and wait until
 every member is healthy; bring the API servers back to the replicas they had and resume

@@ -16,7 +16,8 @@ What differs from the documented commands, on purpose:
 * the restore's `--initial-cluster`, `--initial-cluster-token` and `--initial-advertise-peer-urls`
   come from the StatefulSet's own environment (the document hard-codes three members and a token);
 * a real snapshot's integrity hash is checked (the document always skips it): on the runner, before
-  anything changes (hcp.snapshot_source), so the restores in the pod, of a copy whose SHA-256 is
+  anything changes (hcp.snapshot_source), so the restores in the pod, of a copy (downloaded by the pod
+  from S3, or streamed in from the runner) whose SHA-256 is
   compared with the runner's file, run with `--skip-hash-check` instead of hashing the file once
   per member while the API is down; a copy of `member/snap/db` has no hash to check;
 * the old data directories are moved aside (`data.before-<operation>`), not deleted, until the
