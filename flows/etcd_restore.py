@@ -251,7 +251,8 @@ def etcd_restore(params: EtcdRestoreParams) -> RunReport:
         def etcd_state() -> tuple[EtcdLayout, list[MemberStatus], list[str]]:
             return rb.step(read_etcd_layout, target), rb.step(member_statuses, target), rb.step(pending_undo, target)
 
-        cluster, (backup_url, fetched), (layout, members, lowered) = side_by_side(hosted_cluster, backup_and_snapshot, etcd_state)
+        cluster, (backup_url, fetched), (layout, members, lowered) = side_by_side(
+            hosted_cluster, backup_and_snapshot, etcd_state)
         if stale and params.source in ("snapshot", "member-db") and lowered:
             raise RunbookError(f"{target}: the snapshot this operation took is no longer on this runner and etcd "
                                "may already be stopped; restore from a backup instead: "
