@@ -18,7 +18,6 @@ on the restored data and the run goes forward only: a re-run with the same opera
 from __future__ import annotations
 
 import re
-from typing import Literal
 
 from prefect import flow
 from pydantic import Field, model_validator
@@ -35,11 +34,11 @@ from hcp.snapshot_source import LocalSnapshot, SourceKind, check_local_copy
 from tasks.checkpoint import completed_result
 from tasks.etcd import member_statuses
 from tasks.etcd_restore import choose_backup, copy_snapshot, fetch_snapshot, \
-    read_etcd_layout, remove_data_pod, remove_previous_data, restore_data, side_by_side, start_data_pod, start_etcd, \
+    read_etcd_layout, remove_data_pod, remove_previous_data, restore_data, start_data_pod, start_etcd, \
     stop_etcd, verify_restore, wait_cluster_available, wait_etcd_stopped
 from tasks.gates import GateSettings, approval_gate, take_lock
 from tasks.hosted_cluster import pending_undo, quiesce_control_plane, read_cluster, restore_availability
-from tasks.runbook import Runbook, RunbookError, operation_id_for_run, run_parameters
+from tasks.runbook import Runbook, RunbookError, operation_id_for_run, run_parameters, side_by_side
 
 __all__ = ["EtcdRestoreParams", "etcd_restore", "restore_command"]
 

@@ -66,8 +66,7 @@ def dr_preflight(source: RunTarget, destination: RunTarget, domain: str, zone_id
     ref = source.ref
     with ThreadPoolExecutor(max_workers=6, thread_name_prefix="dr-preflight") as pool:
         info_f = pool.submit(hc.read_hosted_cluster, src, ref, management=source.management_cluster)
-        obj_f = pool.submit(client.CustomObjectsApi(src).get_namespaced_custom_object, hc.GROUP, hc.VERSION,
-                            ref.namespace, "hostedclusters", ref.name)
+        obj_f = pool.submit(_hosted_cluster_object, src, ref)
         occupied_f = pool.submit(dr_checks.destination_problems, dst, ref, ours=source.operation_id,
                                  where=destination.management_cluster)
         zone_f = pool.submit(_zone_problems, aws, zone_id, domain)
@@ -81,6 +80,11 @@ def dr_preflight(source: RunTarget, destination: RunTarget, domain: str, zone_id
                     + version_f.result() + occupied_f.result() + writes_f.result() + zone_f.result())
         return DrPreflight(cluster=info, hostnames=published_hostnames(obj), node_replicas=replicas_f.result(),
                            nodes=nodes_f.result(), problems=problems)
+
+
+def _hosted_cluster_object(api: client.ApiClient, ref: HostedClusterRef) -> dict:
+    return client.CustomObjectsApi(api).get_namespaced_custom_object(hc.GROUP, hc.VERSION, ref.namespace,
+                                                                     "hostedclusters", ref.name)
 
 
 def _zone_problems(aws: AwsAccess, zone_id: str, domain: str) -> list[str]:

@@ -7,12 +7,10 @@ the undo of a failed run may have put back what an earlier run of the operation 
 
 from __future__ import annotations
 
-import contextvars
 import tempfile
-from concurrent.futures import ThreadPoolExecutor, wait
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 from kubernetes import client
 from prefect import task
@@ -38,7 +36,7 @@ from tasks.etcd import snapshot_path
 
 __all__ = ["read_etcd_layout", "choose_backup", "fetch_snapshot", "stop_etcd", "wait_etcd_stopped",
            "start_data_pod", "copy_snapshot", "restore_data", "remove_data_pod", "start_etcd", "verify_restore",
-           "wait_cluster_available", "remove_previous_data", "RestoredData", "Verified", "SnapshotIn", "work_dir_for", "side_by_side"]
+           "wait_cluster_available", "remove_previous_data", "RestoredData", "Verified", "SnapshotIn", "work_dir_for"]
 
 RUNBOOK = "etcd-restore"
 
@@ -58,17 +56,6 @@ def work_dir_for(base: str | None, target: RunTarget) -> Path:
     """Where the operation keeps its snapshot on the runner (stable across re-runs of the operation)."""
     root = Path(base) if base else Path(tempfile.gettempdir()) / "hcp-runbooks"
     return root / target.operation_id
-
-
-def side_by_side(*calls: Callable[[], Any]) -> list[Any]:
-    """Run independent lines of read-only steps at once and return their results in order. Each runs
-    in a thread with a copy of the caller's context (as Prefect's own thread pool runs tasks), so its
-    steps are task runs of the flow; every task makes its own ApiClient (execs that overlap must not
-    share one). All are waited for; then the first failure, in the order given, is raised."""
-    with ThreadPoolExecutor(max_workers=max(1, len(calls)), thread_name_prefix="side-by-side") as pool:
-        futures = [pool.submit(contextvars.copy_context().run, call) for call in calls]
-        wait(futures)
-    return [f.result() for f in futures]
 
 
 @task(name="read-etcd-layout")

@@ -20,6 +20,7 @@ from uuid import UUID
 from kubernetes import client
 from prefect import get_run_logger
 from prefect.client.orchestration import get_client
+from prefect.context import FlowRunContext
 from prefect.artifacts import create_markdown_artifact
 from prefect.exceptions import MissingContextError, Pause
 from prefect.runtime import flow_run
@@ -54,9 +55,13 @@ def operation_id_for_run(given: str | None) -> str:
     run_id = flow_run.id
     if not run_id:
         return new_operation_id()
-    # The run's creation time, not its scheduled time: a retry reschedules the same run.
-    with get_client(sync_client=True) as c:
-        created = c.read_flow_run(UUID(str(run_id))).created
+    # The run's creation time, not its scheduled time: a retry reschedules the same run. The engine's
+    # context holds the run as the server returned it (no round trip); read it only without one.
+    context = FlowRunContext.get()
+    created = context.flow_run.created if context is not None and context.flow_run is not None else None
+    if created is None:
+        with get_client(sync_client=True) as c:
+            created = c.read_flow_run(UUID(str(run_id))).created
     when = created.astimezone(timezone.utc) if created else datetime.now(timezone.utc)
     return f"op-{utc_timestamp(when)}-{str(run_id).replace('-', '')[:6]}"
 

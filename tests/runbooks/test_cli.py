@@ -77,7 +77,17 @@ def test_run_etcd_member_recovery_on_a_healthy_cluster_changes_nothing(prefect_s
 
 def test_run_dr_migrate_dry_run_and_bad_input(prefect_server: Path, access: ClusterAccess, bucket: str, s3: Any,
                                               rb_world: Any) -> None:
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
     prefix = f"cli-{uuid.uuid4().hex[:6]}"
+    # the destination prepared as the README asks: the HostedCluster's namespace exists there
+    dest = ClusterAccess(kubeconfig=access.kubeconfig, context="mgmt2").api_client()
+    try:
+        client.CoreV1Api(dest).create_namespace({"metadata": {"name": "clusters"}})
+    except ApiException as exc:
+        assert exc.status == 409
+    finally:
+        dest.close()
     common = ["run", "dr-migrate", "--cluster", "clusters/demo", "--bucket", bucket, "--prefix", prefix,
               "--source-kubeconfig", str(access.kubeconfig), "--destination-kubeconfig", str(access.kubeconfig),
               "--source-context", "mgmt1", "--route53-zone-id", rb_world.aws.zone_id,

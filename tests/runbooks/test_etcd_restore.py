@@ -251,8 +251,12 @@ def test_a_failure_before_the_restore_puts_the_cluster_back_on_its_data_then_the
     # the copy over exec (the data pod's own download turned off, as for a pod without a way to S3),
     # cut, and its retry cut too
     p = restore_params(access, bucket, prefix, cluster, tmp_path, operation_id=new_operation_id(), pod_download=False)
-    rb_world.cluster("mgmt1").faults.cut_next_exec(10, count=2, command="head -c")
+    # Every exec on the copy's file is cut (the copy, the look for a copy already there, and again for
+    # the retry): the cut comes at the copy's first output, its end, so without the look cut too a
+    # retry could find the copy whole and go on.
+    rb_world.cluster("mgmt1").faults.cut_next_exec(10, count=4, command="restored.snap.db")
     state = etcd_restore(p, return_state=True)
+    rb_world.cluster("mgmt1").faults.clear()
     assert state.is_failed()
     report = latest_report("etcd-restore", cluster)
     assert "Where the cluster is now" in report and f"--operation-id {p.operation_id}" in report
