@@ -345,7 +345,7 @@ class PodRuntime:
                 # (unshare dying would SIGKILL the child at once through --kill-child).
                 for pid in _children(p.pid) or [p.pid]:
                     _signal(pid, signal.SIGTERM, group=False)
-            for sid in list(pod.exec_pids):
+            for sid in pod.exec_pids:
                 for pid in _session_members(sid):
                     _signal(pid, signal.SIGTERM, group=False)
             deadline = time.time() + grace_seconds

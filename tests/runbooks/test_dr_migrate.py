@@ -53,6 +53,22 @@ def _clear_mgmt2_faults(rb_world: World) -> Iterator[None]:
     rb_world.cluster("mgmt2").faults.clear()
 
 
+@pytest.fixture(autouse=True)
+def _destination_prepared(mgmt2: client.ApiClient) -> None:
+    """Before each test, as the README asks of a destination: the HostedCluster namespace exists (a
+    cleanup that removed the last cluster from mgmt2 removes its empty namespace too)."""
+    core = client.CoreV1Api(mgmt2)
+
+    def absent() -> bool:
+        return not _exists(lambda: core.read_namespace(NS))
+    if not _exists(lambda: core.read_namespace(NS)):
+        core.create_namespace({"metadata": {"name": NS}})
+        return
+    if core.read_namespace(NS).metadata.deletion_timestamp is not None:
+        wait_for(absent, f"namespace {NS} on mgmt2 gone before it is made again", timeout=60)
+        core.create_namespace({"metadata": {"name": NS}})
+
+
 def _available(custom: client.CustomObjectsApi, name: str) -> bool:
     try:
         hc = custom.get_namespaced_custom_object(HS, HSV, NS, "hostedclusters", name)
