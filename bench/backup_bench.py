@@ -77,11 +77,12 @@ def _peak_rss_bytes() -> int:
 
 
 def _child_flow(spec: dict[str, Any]) -> dict[str, Any]:
+    from cli.adhoc import run_here
     from flows.etcd_backup import EtcdBackupParams, etcd_backup
 
     params = EtcdBackupParams.model_validate(spec["params"])
     t, t_epoch = time.perf_counter(), time.time()
-    report = etcd_backup(params)
+    report = run_here(etcd_backup, params).result()
     wall = time.perf_counter() - t
     peak = _peak_rss_bytes()  # before anything else this process does
     out: dict[str, Any] = {

@@ -45,10 +45,11 @@ MEMBER = "etcd-2"
 # -- the children --------------------------------------------------------------------------------------------
 
 def _child_flow(spec: dict[str, Any]) -> dict[str, Any]:
+    from cli.adhoc import run_here
     from flows.etcd_member_recovery import EtcdMemberRecoveryParams, etcd_member_recovery
 
     t = time.perf_counter()
-    report = etcd_member_recovery(EtcdMemberRecoveryParams.model_validate(spec["params"]))
+    report = run_here(etcd_member_recovery, EtcdMemberRecoveryParams.model_validate(spec["params"])).result()
     wall = time.perf_counter() - t
     figure = report.figures.get("approval to healthy member", "nan s").split()[0]
     return {"status": report.status, "error": report.error, "wall_s": wall, "approval_to_healthy_s": float(figure),

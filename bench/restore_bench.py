@@ -65,13 +65,14 @@ def _loadavg() -> list[float]:
 
 
 def _child_restore(spec: dict[str, Any]) -> dict[str, Any]:
+    from cli.adhoc import run_here
     from flows.etcd_restore import EtcdRestoreParams, etcd_restore
 
     params = EtcdRestoreParams.model_validate(spec["params"])
     load_before = _loadavg()
     t0_wall = time.time()
     t = time.perf_counter()
-    report = etcd_restore(params)
+    report = run_here(etcd_restore, params).result()
     wall = time.perf_counter() - t
     steps = [{"name": s.name, "start_s": s.started_at.timestamp() - t0_wall, "seconds": s.seconds,
               "outcome": s.outcome} for s in report.steps]

@@ -22,6 +22,7 @@ def _export_aws_env(path: Path) -> None:
 
 
 def run_demo(data_dir: Path, echo: Echo = print) -> bool:
+    from cli.adhoc import run_here
     from flows.etcd_backup import EtcdBackupParams, etcd_backup
     from hcp.aws_access import AwsAccess
     from hcp.backup_catalog import format_table, list_backups
@@ -38,7 +39,7 @@ def run_demo(data_dir: Path, echo: Echo = print) -> bool:
         params = EtcdBackupParams(hosted_cluster="clusters/demo", bucket=world.settings.bucket, verify="full",
                                   management=ClusterAccess(kubeconfig=world.kubeconfig_path, context="mgmt1"))
         echo("running the etcd-backup runbook (online, verify: full) ...")
-        state = etcd_backup(params, return_state=True)
+        state = run_here(etcd_backup, params)
         if state.is_completed():
             echo(state.result().to_markdown())
         else:

@@ -12,6 +12,7 @@ from uuid import UUID
 import typer
 from pydantic import BaseModel, ValidationError
 
+from cli.adhoc import run_here
 from hcp.aws_access import AwsAccess
 from hcp.cluster_access import ClusterAccess
 
@@ -86,7 +87,7 @@ def run_etcd_backup(
                      verify=verify, encryption={"sse": sse, "kms_key_id": kms_key_id}, dry_run=dry_run,
                      operation_id=operation_id, break_lock_held_by=break_lock_held_by,
                      approval={"pre_approved_by": approved_by} if approved_by else None)
-    _finish(etcd_backup(params, return_state=True), lambda report: report.to_markdown())
+    _finish(run_here(etcd_backup, params), lambda report: report.to_markdown())
 
 
 @run_app.command("fleet-backup")
@@ -111,7 +112,7 @@ def run_fleet_backup(
                      management_cluster=management_cluster, namespace=namespace, label_selector=selector,
                      concurrency=concurrency, retention={"keep_last": keep_last, "keep_daily_days": keep_daily_days},
                      apply_retention=not no_retention, dry_run=dry_run)
-    _finish(fleet_backup(params, return_state=True), lambda report: report.to_markdown())
+    _finish(run_here(fleet_backup, params), lambda report: report.to_markdown())
 
 
 @run_app.command("etcd-restore")
@@ -161,7 +162,7 @@ def run_etcd_restore(
                              dry_run=dry_run, operation_id=operation_id, approval=approval,
                              break_lock_held_by=break_lock_held_by, keep_on_failure=keep_on_failure, remove=remove,
                              timeout_seconds=timeout)
-        _finish(etcd_restore_new_cluster(new_params, return_state=True), lambda report: report.to_markdown())
+        _finish(run_here(etcd_restore_new_cluster, new_params), lambda report: report.to_markdown())
         return
     from flows.etcd_restore import EtcdRestoreParams, etcd_restore
 
@@ -174,7 +175,7 @@ def run_etcd_restore(
                      member=member, work_dir=work_dir, keep_previous_data=keep_previous_data, dry_run=dry_run,
                      operation_id=operation_id, approval=approval, break_lock_held_by=break_lock_held_by,
                      timeout_seconds=timeout)
-    _finish(etcd_restore(params, return_state=True), lambda report: report.to_markdown())
+    _finish(run_here(etcd_restore, params), lambda report: report.to_markdown())
 
 
 @run_app.command("etcd-member-recovery")
@@ -200,7 +201,7 @@ def run_etcd_member_recovery(
                      management_cluster=management_cluster, member=member, bucket=bucket, dry_run=dry_run,
                      operation_id=operation_id, approval={"pre_approved_by": approved_by} if approved_by else None,
                      break_lock_held_by=break_lock_held_by, timeout_seconds=timeout)
-    _finish(etcd_member_recovery(params, return_state=True), lambda report: report.to_markdown())
+    _finish(run_here(etcd_member_recovery, params), lambda report: report.to_markdown())
 
 
 @run_app.command("dr-migrate")
@@ -238,7 +239,7 @@ def run_dr_migrate(
                      dry_run=dry_run, operation_id=operation_id, break_lock_held_by=break_lock_held_by,
                      approval={"pre_approved_by": approved_by} if approved_by else None, timeout_seconds=timeout,
                      dns_timeout_seconds=dns_timeout)
-    _finish(dr_migrate(params, return_state=True), lambda report: report.to_markdown())
+    _finish(run_here(dr_migrate, params), lambda report: report.to_markdown())
 
 
 def recover_command(
@@ -252,7 +253,7 @@ def recover_command(
 
     params = _params(RecoverParams, operation_id=operation_id, management=_access(kubeconfig, context),
                      management_cluster=management_cluster)
-    _finish(recover(params, return_state=True),
+    _finish(run_here(recover, params),
             lambda reports: "\n".join(r.to_markdown() for r in reports) or f"{operation_id}: nothing to recover")
 
 

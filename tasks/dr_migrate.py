@@ -20,7 +20,7 @@ from hcp import hosted_cluster as hc
 from hcp.aws_access import AwsAccess
 from hcp.cluster_objects import clean_for_recreate, policy_for
 from hcp.dns_records import ClusterRecord, DnsError, published_hostnames, wait_records_gone
-from hcp.etcd_member import list_members
+from hcp.etcd_member import MemberStatus, list_members
 from hcp.etcd_restore import read_layout, wait_members_healthy
 from hcp.member_snapshots import MemberSnapshot, member_object_name, snapshot_members
 from hcp.migration_objects import MigrationObjects, collect_migration_objects, remove_hosted_cluster, \
@@ -34,6 +34,7 @@ from tasks.aws import route53_client, s3_client
 from tasks.checkpoint import checkpointed
 from tasks.etcd import snapshot_path
 from tasks.events import emit_change
+from tasks.runbook import side_by_side
 from tasks.storage import Encryption
 
 __all__ = ["DrPreflight", "dr_preflight", "record_parent", "pause_node_pools", "backup_members", "save_objects",
@@ -319,15 +320,22 @@ def wait_destination(target: RunTarget, node_replicas: int, min_revision: int, t
         raise hc.HostedClusterError(f"{target}: {exc} (conditions: {conditions or 'none'}); check the operator and "
                                     f"the control plane pods (`oc -n {ref.control_plane_namespace} get pods`)") from None
     available_at = datetime.now(timezone.utc)
-    hosted = hosted_access.hosted_api_client(api, ref)
-    try:
-        nodes = hosted_access.wait_nodes_ready(hosted, node_replicas, timeout=max(1.0, deadline - time.monotonic()))
-    finally:
-        hosted.close()
-    api_back_at = datetime.now(timezone.utc)
-    # Available needs a quorum, not every member: the last one may still be joining.
-    layout = read_layout(api, ref.control_plane_namespace)
-    statuses = wait_members_healthy(api, layout, max(1.0, deadline - time.monotonic()), new_api=target.api_client)
+
+    def nodes_ready() -> tuple[hosted_access.NodeReadiness, datetime]:
+        hosted = hosted_access.hosted_api_client(api, ref)
+        try:
+            return (hosted_access.wait_nodes_ready(hosted, node_replicas, timeout=max(1.0, deadline - time.monotonic())),
+                    datetime.now(timezone.utc))
+        finally:
+            hosted.close()
+
+    def members_healthy() -> list[MemberStatus]:
+        # Available needs a quorum, not every member: the last one may still be joining.
+        layout = read_layout(api, ref.control_plane_namespace)
+        return wait_members_healthy(api, layout, max(1.0, deadline - time.monotonic()), new_api=target.api_client)
+
+    # Independent: the nodes come back through the hosted API while etcd's last member joins.
+    (nodes, api_back_at), statuses = side_by_side(nodes_ready, members_healthy)
     revision = max((s.revision or 0 for s in statuses), default=0)
     if revision < min_revision:
         raise hc.HostedClusterError(f"{target}: etcd on the destination is at revision {revision}, below the backup's "

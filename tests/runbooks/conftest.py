@@ -9,7 +9,7 @@ from typing import Any, Callable, Iterator
 import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
-from prefect.settings import PREFECT_LOCAL_STORAGE_PATH, temporary_settings
+from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, PREFECT_LOCAL_STORAGE_PATH, temporary_settings
 from prefect.testing.utilities import prefect_test_harness
 
 from hcp.cluster_access import ClusterAccess
@@ -20,7 +20,8 @@ from tests.conformance.util import wait_for
 @pytest.fixture(scope="session")
 def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     storage = tmp_path_factory.mktemp("prefect-results")
-    with temporary_settings({PREFECT_LOCAL_STORAGE_PATH: storage}):
+    # The tests call the flows in this process, as `hcp-runbooks run` does: without heartbeats (cli.adhoc).
+    with temporary_settings({PREFECT_LOCAL_STORAGE_PATH: storage, PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
         with prefect_test_harness(server_startup_timeout=120):
             yield storage
 

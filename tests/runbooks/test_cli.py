@@ -101,3 +101,21 @@ def test_run_dr_migrate_dry_run_and_bad_input(prefect_server: Path, access: Clus
     assert same.exit_code == 2 and "another management cluster" in same.output
     rollback = CliRunner().invoke(app, [*common, "--destination-context", "mgmt2", "--rollback"])
     assert rollback.exit_code == 2 and "operation_id" in rollback.output
+
+
+def test_a_run_here_sends_no_heartbeats_and_leaves_the_setting_as_it_was(prefect_server: Path) -> None:
+    """cli.adhoc.run_here: the flow runs with heartbeats off (Prefect 3.9.1 joins its heartbeat thread at
+    every run's end while it sleeps whole seconds); the caller's setting is back afterwards."""
+    from prefect import flow
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, get_current_settings, temporary_settings
+
+    from cli.adhoc import run_here
+
+    @flow(name="heartbeat-setting")
+    def heartbeat_setting(params: int) -> int | None:
+        return get_current_settings().flows.heartbeat_frequency
+
+    with temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: 180}):
+        state = run_here(heartbeat_setting, 1)
+        assert state.is_completed() and state.result() is None
+        assert get_current_settings().flows.heartbeat_frequency == 180
