@@ -3,10 +3,11 @@ on-premise procedure, without its mistakes).
 
 Fetch the snapshot and check it (SHA-256, `snapshot status`) before anything changes; approval,
 showing what will be lost; pause reconciliation and stop the API servers (recording their
-replicas); stop etcd; in a data pod on the members' volumes, download the snapshot from S3 (or copy
-the runner's file in), checked against the verified SHA-256, and restore it
-into every member's volume (the old data kept aside; why every member and not, as documented,
-the first one with the others' volumes deleted: see hcp/etcd_restore.py); start etcd and wait until
+replicas); stop etcd; in a data pod per member, on that member's volume only (HA members' volumes
+lie in different zones), download the snapshot from S3 (or copy the runner's file in), checked
+against the verified SHA-256, and restore it into the member's volume, all members side by side
+(the old data kept aside; why every member and not, as documented, the first one with the others'
+volumes deleted: see hcp/etcd_restore.py); start etcd and wait until
 every member is healthy; bring the API servers back to the replicas they had and resume
 reconciliation of this HostedCluster; verify every member against the snapshot, key by key through
 etcd's keyspace hash; wait until the hosted cluster is Available.
@@ -34,7 +35,7 @@ from hcp.snapshot_source import LocalSnapshot, SourceKind, check_local_copy
 from tasks.checkpoint import completed_result
 from tasks.etcd import member_statuses
 from tasks.etcd_restore import choose_backup, copy_snapshot, fetch_snapshot, \
-    read_etcd_layout, remove_data_pod, remove_previous_data, restore_data, start_data_pod, start_etcd, \
+    read_etcd_layout, remove_data_pods, remove_previous_data, restore_data, start_data_pods, start_etcd, \
     stop_etcd, verify_restore, wait_cluster_available, wait_etcd_stopped
 from tasks.gates import GateSettings, approval_gate, take_lock
 from tasks.hosted_cluster import pending_undo, quiesce_control_plane, read_cluster, restore_availability
@@ -146,18 +147,21 @@ def restore_plan(params: EtcdRestoreParams, target: RunTarget, layout: EtcdLayou
     steps += [
         PlanStep(step="stop etcd", changes=f"statefulset {cp}/etcd from {layout.replicas} to 0", lowers_availability=True,
                  command=f"{oc} scale statefulset/etcd --replicas=0"),
-        PlanStep(step="start a data pod on the members' volumes", changes=f"deployment {cp}/{DATA_POD_APP} "
-                 f"({layout.image}; {claims} at {layout.member_dir('<member>')})",
-                 command=f"{oc} apply -f etcd-data.yaml"),
+        PlanStep(step="start a data pod per member, on its volume", changes=f"deployments "
+                 f"{', '.join(f'{cp}/{layout.data_deployment(m)}' for m in layout.members)} ({layout.image}; each "
+                 f"mounts its member's claim at {layout.member_dir('<member>')}: {claims})",
+                 command=f"{oc} apply -f etcd-data-<member>.yaml  # one per member"),
         _snapshot_in_step(params, layout, snapshot, oc),
         PlanStep(step="restore into every member's volume", changes=f"the data directory on {claims} replaced (old "
                  f"data kept in {previous_data_dir(target.operation_id)})", destructive=True,
-                 command=f"{oc} exec DATA_POD -- etcdutl snapshot restore {layout.snapshot_in_pod} --data-dir "
+                 command=f"{oc} exec {layout.data_deployment(first)}-POD -- etcdutl snapshot restore "
+                         f"{layout.snapshot_in_pod} --data-dir "
                          f"{layout.member_dir(first)}/data --name {first} --initial-cluster {layout.initial_cluster} "
                          f"--initial-cluster-token {layout.token} --initial-advertise-peer-urls "
                          f"{layout.peer_urls[first]}" + _hash_check_flag(snapshot)
-                         + (" (and the same for each member)" if layout.replicas > 1 else "")),
-        PlanStep(step="remove the data pod", command=f"{oc} delete deployment {DATA_POD_APP}"),
+                         + (" (and the same for each member in its own data pod, side by side)"
+                            if layout.replicas > 1 else "")),
+        PlanStep(step="remove the data pods", command=f"{oc} delete deployment -l app={DATA_POD_APP}"),
         PlanStep(step="start etcd and wait until every member is healthy",
                  changes=f"statefulset {cp}/etcd back to {layout.replicas}",
                  command=f"{oc} scale statefulset/etcd --replicas={layout.replicas}"),
@@ -178,11 +182,12 @@ def restore_plan(params: EtcdRestoreParams, target: RunTarget, layout: EtcdLayou
 
 def _snapshot_in_step(params: EtcdRestoreParams, layout: EtcdLayout, snapshot: LocalSnapshot | None,
                       oc: str) -> PlanStep:
-    changes = f"file {layout.snapshot_in_pod} in the data pod (its emptyDir), SHA-256 equal to the verified copy's"
-    copy = f"{oc} cp snapshot.db DATA_POD:{layout.snapshot_in_pod}"
+    changes = (f"file {layout.snapshot_in_pod} in each data pod (its emptyDir), SHA-256 equal to the verified "
+               "copy's")
+    copy = f"{oc} cp snapshot.db DATA_POD:{layout.snapshot_in_pod}  # each data pod"
     if params.pod_download and params.source in ("latest-backup", "backup"):
         where = (snapshot.snapshot_object if snapshot is not None else None) or "s3://BUCKET/SNAPSHOT_KEY"
-        return PlanStep(step="download the snapshot in the data pod", changes=changes,
+        return PlanStep(step="download the snapshot in each data pod", changes=changes,
                         command=f"{oc} exec DATA_POD -- curl --fail -o {layout.snapshot_in_pod} \"$(aws s3 presign "
                                 f"{where} --expires-in 600)\" && sha256sum {layout.snapshot_in_pod} (else: {copy})")
     return PlanStep(step="copy the snapshot in", changes=changes, command=copy)
@@ -289,26 +294,28 @@ def etcd_restore(params: EtcdRestoreParams) -> RunReport:
                 rb.changed("etcd-stopped", f"scaled statefulset {layout.namespace}/etcd from {layout.replicas} to 0")
             rb.report.cluster_state = ("etcd stopped, its data untouched; a failure before the restore scales etcd "
                                        "and the API servers back on the old data")
-            # The members shut down while the data pod starts and the snapshot goes in (into the data
+            # The members shut down while the data pods start and the snapshot goes in (into each data
             # pod's emptyDir: nothing touches a member's volume until every member pod is gone).
-            pod = rb.step(start_data_pod, target, layout, params.timeout_seconds)
-            put_in = rb.step(copy_snapshot, target, layout, pod, snapshot, params.timeout_seconds, params.aws,
+            pods = rb.step(start_data_pods, target, layout, params.timeout_seconds)
+            in_pods = ", ".join(pods.values())
+            put_in = rb.step(copy_snapshot, target, layout, pods, snapshot, params.timeout_seconds, params.aws,
                              params.pod_download)
             if put_in.how == "downloaded":
-                rb.changed("snapshot-downloaded", f"the data pod {pod} downloaded the snapshot {put_in.note} to "
+                rb.changed("snapshot-downloaded", f"the data pods ({in_pods}) downloaded the snapshot {put_in.note} to "
                            f"{layout.snapshot_in_pod}, SHA-256 equal to the verified copy's")
             elif put_in.how == "copied":
-                rb.changed("snapshot-copied", f"copied the snapshot into {pod}:{layout.snapshot_in_pod}"
-                           + (f" ({put_in.note})" if put_in.note else ""))
+                rb.changed("snapshot-copied", f"copied the snapshot into {layout.snapshot_in_pod} of the data pods "
+                           f"({in_pods})" + (f" ({put_in.note})" if put_in.note else ""))
             rb.step(wait_etcd_stopped, target, layout, params.timeout_seconds)
-            restored = rb.step(restore_data, target, layout, pod, snapshot, params.timeout_seconds)
+            restored = rb.step(restore_data, target, layout, pods, snapshot, params.timeout_seconds)
             rb.changed("restored", f"restored the snapshot into {', '.join(layout.claims)} (old data kept in "
                        f"{previous_data_dir(target.operation_id)} on each)")
         else:
             rb.skipped("restore", f"done by an earlier run of this operation at {restored.at:%H:%M:%S} UTC; never "
                        "restored twice")
-        if rb.step(remove_data_pod, target, layout, params.timeout_seconds):
-            rb.changed("data-pod-removed", f"removed the data pod deployment {layout.namespace}/{DATA_POD_APP}")
+        if rb.step(remove_data_pods, target, layout, params.timeout_seconds):
+            rb.changed("data-pods-removed", f"removed the data pod deployments {layout.namespace}/{DATA_POD_APP}-* "
+                       "(one per member)")
         rb.report.cluster_state = (f"etcd data restored on {', '.join(layout.claims)} (revision {snapshot.revision}); old data "
                                    f"in {previous_data_dir(target.operation_id)}; etcd and the API servers are being "
                                    "started: re-run the same operation to continue")

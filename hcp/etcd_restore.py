@@ -23,7 +23,12 @@ What differs from the documented commands, on purpose:
 * the old data directories are moved aside (`data.before-<operation>`), not deleted, until the
   restored etcd is verified: nothing is lost if the restore goes wrong;
 * every step is idempotent: each member's restore leaves a marker so a re-run never restores twice
-  (a second restore after the writers are back would lose their writes).
+  (a second restore after the writers are back would lose their writes);
+* one data pod per member, each mounting only that member's claim (the document's single pod mounts
+  them all): HighlyAvailable etcd's members are required in distinct zones (podAntiAffinity on
+  topology.kubernetes.io/zone), so on a multi-zone management cluster their volumes (EBS: zonal)
+  lie in three zones and no pod can mount them together. Each data pod gets the snapshot and
+  restores its member, side by side.
 """
 
 from __future__ import annotations
@@ -45,7 +50,7 @@ from hcp.etcd_member import EtcdMember, MemberStatus, list_members, member_statu
 from hcp.waits import WaitTimeout, wait_for_set
 
 __all__ = ["EtcdRestoreError", "EtcdLayout", "read_layout", "stop_statefulset", "wait_statefulset_stopped",
-           "DATA_POD_APP", "data_pod_deployment", "start_data_pod", "copy_into_pod", "download_into_pod",
+           "DATA_POD_APP", "data_pod_deployment", "start_data_pods", "copy_into_pod", "download_into_pod",
            "download_script", "DownloadUnavailable", "snapshot_in_pod", "restore_script", "run_restore",
            "remove_data_pod", "start_statefulset", "wait_members_healthy", "remove_previous_data", "previous_data_dir",
            "RESTORE_ROOT"]
@@ -93,8 +98,15 @@ class EtcdLayout(BaseModel):
         return self.members[0]
 
     def member_dir(self, member: str) -> str:
-        """Where the data pod mounts `member`'s claim."""
+        """Where `member`'s data pod mounts its claim."""
         return f"{RESTORE_ROOT}/{member}"
+
+    def data_deployment(self, member: str) -> str:
+        """The name of `member`'s data-access Deployment."""
+        return f"{DATA_POD_APP}-{member}"
+
+    def claim_of(self, member: str) -> str:
+        return self.claims[self.members.index(member)]
 
     @property
     def snapshot_in_pod(self) -> str:
@@ -179,54 +191,88 @@ def wait_statefulset_stopped(api: client.ApiClient, layout: EtcdLayout, timeout:
     _pods(api, layout.namespace, "app=etcd", "every etcd pod gone", lambda pods: not pods, timeout, "stop etcd")
 
 
-def data_pod_deployment(layout: EtcdLayout, operation_id: str) -> dict[str, Any]:
-    """The documented data-access Deployment (the etcd image, a shell that waits), with every
-    member's claim mounted at RESTORE_ROOT/<member> and an emptyDir for the snapshot copy."""
-    labels = {"app": DATA_POD_APP, "hcp-runbooks/operation": operation_id.lower()[:63]}
+MEMBER_LABEL = "hcp-runbooks/etcd-member"
+
+
+def data_pod_deployment(layout: EtcdLayout, operation_id: str, member: str) -> dict[str, Any]:
+    """The documented data-access Deployment (the etcd image, a shell that waits) for one member: its
+    claim mounted at RESTORE_ROOT/<member>, and an emptyDir for the snapshot copy. One claim only: a
+    pod mounting volumes of two zones cannot be scheduled (see the module docstring)."""
+    labels = {"app": DATA_POD_APP, MEMBER_LABEL: member, "hcp-runbooks/operation": operation_id.lower()[:63]}
     return {
         "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": DATA_POD_APP, "namespace": layout.namespace, "labels": labels},
+        "metadata": {"name": layout.data_deployment(member), "namespace": layout.namespace, "labels": labels},
         "spec": {
             "replicas": 1,
             "strategy": {"type": "Recreate"},  # never two pods on the claim
-            "selector": {"matchLabels": {"app": DATA_POD_APP}},
+            "selector": {"matchLabels": {"app": DATA_POD_APP, MEMBER_LABEL: member}},
             "template": {
                 "metadata": {"labels": labels},
                 "spec": {
                     "containers": [{
                         "name": "access", "image": layout.image,
                         "command": ["/usr/bin/bash"], "args": ["-c", _DATA_POD_SHELL],
-                        "volumeMounts": [{"name": f"data-{i}", "mountPath": layout.member_dir(m)}
-                                         for i, m in enumerate(layout.members)]
-                        + [{"name": "snapshot", "mountPath": SNAPSHOT_DIR}],
+                        "volumeMounts": [{"name": "data", "mountPath": layout.member_dir(member)},
+                                         {"name": "snapshot", "mountPath": SNAPSHOT_DIR}],
                     }],
                     "terminationGracePeriodSeconds": 1,
-                    "volumes": [{"name": f"data-{i}", "persistentVolumeClaim": {"claimName": c}}
-                                for i, c in enumerate(layout.claims)] + [{"name": "snapshot", "emptyDir": {}}],
+                    "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": layout.claim_of(member)}},
+                                {"name": "snapshot", "emptyDir": {}}],
                 },
             },
         },
     }
 
 
-def start_data_pod(api: client.ApiClient, layout: EtcdLayout, operation_id: str, timeout: float) -> str:
-    """Create the data-access Deployment (or find this operation's) and return its running pod."""
+def _unschedulable(pods: list[client.V1Pod]) -> str:
+    """What the scheduler said of pods it could not place (in a timeout's message)."""
+    said = [f"{p.metadata.name}: {c.message}" for p in pods for c in (p.status.conditions or [])
+            if c.type == "PodScheduled" and c.status == "False" and c.message]
+    return f"; the scheduler: {'; '.join(said)}" if said else ""
+
+
+def start_data_pods(api: client.ApiClient, layout: EtcdLayout, operation_id: str, timeout: float) -> dict[str, str]:
+    """Create every member's data-access Deployment (or find this operation's) and return member ->
+    its running pod."""
     apps = client.AppsV1Api(api)
+    for member in layout.members:
+        name = layout.data_deployment(member)
+        try:
+            apps.create_namespaced_deployment(layout.namespace, data_pod_deployment(layout, operation_id, member))
+        except ApiException as e:
+            if e.status != 409:
+                raise
+            existing = apps.read_namespaced_deployment(name, layout.namespace)
+            owner = (existing.metadata.labels or {}).get("hcp-runbooks/operation")
+            if owner != operation_id.lower()[:63]:
+                raise EtcdRestoreError(f"deployment {name} exists, made by operation {owner!r}",
+                                       namespace=layout.namespace, step="start the data pods",
+                                       next_step=f"finish or recover that operation (`hcp-runbooks recover {owner}`), "
+                                                 f"or delete it: `oc -n {layout.namespace} delete deployment {name}`")
+
+    def by_member(pods: list[client.V1Pod]) -> dict[str, list[client.V1Pod]]:
+        out: dict[str, list[client.V1Pod]] = {}
+        for p in pods:
+            out.setdefault((p.metadata.labels or {}).get(MEMBER_LABEL, ""), []).append(p)
+        return out
+
+    def all_running(pods: list[client.V1Pod]) -> bool:
+        found = by_member(pods)
+        return all(len(found.get(m, [])) == 1 and _running(found[m][0]) for m in layout.members)
+
+    selector = f"app={DATA_POD_APP}"
     try:
-        apps.create_namespaced_deployment(layout.namespace, data_pod_deployment(layout, operation_id))
-    except ApiException as e:
-        if e.status != 409:
-            raise
-        existing = apps.read_namespaced_deployment(DATA_POD_APP, layout.namespace)
-        owner = (existing.metadata.labels or {}).get("hcp-runbooks/operation")
-        if owner != operation_id.lower()[:63]:
-            raise EtcdRestoreError(f"deployment {DATA_POD_APP} exists, made by operation {owner!r}",
-                                   namespace=layout.namespace, step="start the data pod",
-                                   next_step=f"finish or recover that operation (`hcp-runbooks recover {owner}`), or "
-                                             f"delete it: `oc -n {layout.namespace} delete deployment {DATA_POD_APP}`")
-    pods = _pods(api, layout.namespace, f"app={DATA_POD_APP}", f"the {DATA_POD_APP} pod running",
-                 lambda pods: len(pods) == 1 and _running(pods[0]), timeout, "start the data pod")
-    return str(pods[0].metadata.name)
+        pods = wait_for_set(client.CoreV1Api(api).list_namespaced_pod, all_running, timeout=timeout,
+                            what=f"a running data pod for each of {', '.join(layout.members)}",
+                            namespace=layout.namespace, label_selector=selector)
+    except WaitTimeout as e:
+        seen = ", ".join(f"{p.metadata.name} {p.status.phase}" for p in e.last or []) or "none"
+        raise EtcdRestoreError(f"{e} (pods: {seen}{_unschedulable(e.last or [])})", namespace=layout.namespace,
+                               step="start the data pods",
+                               next_step=f"look at `oc -n {layout.namespace} get pods -l {selector}` and their events; "
+                                         "a failed run puts etcd back on its data") from None
+    found = by_member(pods)
+    return {m: str(found[m][0].metadata.name) for m in layout.members}
 
 
 def copy_into_pod(api: client.ApiClient, layout: EtcdLayout, pod: str, source: Path, sha256: str, *,
@@ -362,12 +408,15 @@ def _marker_name(operation_id: str) -> str:
     return f"hcp-runbooks-restored-{operation_id.lower()}"
 
 
-def restore_script(layout: EtcdLayout, operation_id: str, *, skip_hash_check: bool) -> str:
-    """The restore of every member's claim, idempotent per member: restore into a scratch directory,
-    move the old data aside (kept), put the restored data in place, leave a marker. A member whose
-    marker exists is never restored again; the snapshot file goes once every member is done."""
+def restore_script(layout: EtcdLayout, operation_id: str, *, skip_hash_check: bool,
+                   members: list[str] | None = None) -> str:
+    """The restore of the claims of `members` (default: every member) mounted in one data pod,
+    idempotent per member: restore into a scratch directory, move the old data aside (kept), put the
+    restored data in place, leave a marker. A member whose marker exists is never restored again; the
+    snapshot file goes once every member of the pod is done."""
+    members = list(layout.members if members is None else members)
     lines = ["set -eu",
-             f'[ -f {layout.snapshot_in_pod} ] || ls {layout.member_dir(layout.first_member)}/{_marker_name(operation_id)} '
+             f'[ -f {layout.snapshot_in_pod} ] || ls {layout.member_dir(members[0])}/{_marker_name(operation_id)} '
              f'>/dev/null 2>&1 || {{ echo "no snapshot at {layout.snapshot_in_pod}" >&2; exit 3; }}',
              # OpenShift's etcd image may lack etcdutl (HyperShift's etcd-init.sh says so); etcdctl's
              # deprecated `snapshot restore` takes the same flags then.
@@ -375,7 +424,7 @@ def restore_script(layout: EtcdLayout, operation_id: str, *, skip_hash_check: bo
     previous = previous_data_dir(operation_id).rsplit("/", 1)[1]
     # The members' restores run side by side (each writes its own volume); each one's log and exit
     # status are kept and every failure is reported.
-    for i, member in enumerate(layout.members):
+    for i, member in enumerate(members):
         root = layout.member_dir(member)
         args = ["snapshot", "restore", layout.snapshot_in_pod, "--data-dir", f"{root}/data.restoring",
                 "--name", member, "--initial-cluster", layout.initial_cluster,
@@ -398,7 +447,7 @@ def restore_script(layout: EtcdLayout, operation_id: str, *, skip_hash_check: bo
             f"pid_{i}=$!",
         ]
     lines.append("failed=0")
-    for i, member in enumerate(layout.members):
+    for i, member in enumerate(members):
         log = f"{layout.member_dir(member)}/hcp-runbooks-restore.log"  # its own volume: /tmp may be shared
         lines += [f"if wait $pid_{i}; then cat {log}; else failed=1; echo '{member}: restore failed:' >&2; "
                   f"cat {log} >&2; fi",
@@ -408,31 +457,36 @@ def restore_script(layout: EtcdLayout, operation_id: str, *, skip_hash_check: bo
     return "\n".join(lines)
 
 
-def run_restore(api: client.ApiClient, layout: EtcdLayout, pod: str, operation_id: str, *,
+def run_restore(api: client.ApiClient, layout: EtcdLayout, pod: str, operation_id: str, *, members: list[str],
                 skip_hash_check: bool, timeout: float) -> str:
+    """The restore of `members`' claims in data pod `pod`."""
+    script = restore_script(layout, operation_id, skip_hash_check=skip_hash_check, members=members)
     try:
-        return pod_exec.run(api, layout.namespace, pod, "access",
-                            ["bash", "-c", restore_script(layout, operation_id, skip_hash_check=skip_hash_check)],
-                            timeout=timeout).text.strip()
+        return pod_exec.run(api, layout.namespace, pod, "access", ["bash", "-c", script], timeout=timeout).text.strip()
     except pod_exec.ExecError as e:
         stderr = e.stderr.decode("utf-8", "replace").strip()[-800:]
-        raise EtcdRestoreError(f"the restore failed: {stderr or e}", namespace=layout.namespace, step="restore",
+        raise EtcdRestoreError(f"the restore in {pod} failed: {stderr or e}", namespace=layout.namespace,
+                               step="restore",
                                next_step="each member's old data is untouched or kept in "
                                          f"{previous_data_dir(operation_id)} on its claim; fix the cause and run again "
                                          "with the same operation id") from e
 
 
 def remove_data_pod(api: client.ApiClient, namespace: str, timeout: float) -> bool:
-    """Delete the data-access Deployment and wait until its pod is gone (it holds the claim)."""
-    removed = True
-    try:
-        client.AppsV1Api(api).delete_namespaced_deployment(DATA_POD_APP, namespace, propagation_policy="Foreground")
-    except ApiException as e:
-        if e.status != 404:
-            raise
-        removed = False
-    _pods(api, namespace, f"app={DATA_POD_APP}", f"the {DATA_POD_APP} pod gone", lambda pods: not pods, timeout,
-          "remove the data pod")
+    """Delete every data-access Deployment (one per member; a single one from an earlier version of
+    this runbook) and wait until their pods are gone (they hold the claims)."""
+    apps = client.AppsV1Api(api)
+    names = {d.metadata.name for d in apps.list_namespaced_deployment(namespace, label_selector=f"app={DATA_POD_APP}").items}
+    removed = False
+    for name in sorted(names):
+        try:
+            apps.delete_namespaced_deployment(name, namespace, propagation_policy="Foreground")
+            removed = True
+        except ApiException as e:
+            if e.status != 404:
+                raise
+    _pods(api, namespace, f"app={DATA_POD_APP}", "every data pod gone", lambda pods: not pods, timeout,
+          "remove the data pods")
     return removed
 
 

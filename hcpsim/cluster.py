@@ -16,7 +16,7 @@ from hcpsim.apiserver.faults import Faults
 from hcpsim.apiserver.responses import ApiApp
 from hcpsim.apiserver.server import ServerLoop, write_kubeconfig
 from hcpsim.apiserver.store import Store
-from hcpsim.controllers.kubelet import Kubelet
+from hcpsim.controllers.kubelet import VOLUME_ZONES, Kubelet
 from hcpsim.controllers.workloads import start_workload_controllers
 from hcpsim.etcd import configure_runtime
 from hcpsim.pki import CertificateAuthority
@@ -43,7 +43,9 @@ class SimCluster:
         self.runtime = PodRuntime(data_dir / "runtime", binaries=binaries)
         # Pods with the etcd image run real etcd members; /usr/bin/etcdctl etc. exist in every pod.
         configure_runtime(self.runtime)
-        self.kubelet = Kubelet(self.backend, self.runtime, data_dir, f"{name}-node-0", own_node=own_node)
+        # A management cluster's volumes are zonal (hcpsim.controllers.kubelet); a hosted cluster's pods mount none.
+        self.kubelet = Kubelet(self.backend, self.runtime, data_dir, f"{name}-node-0", own_node=own_node,
+                               volume_zones=VOLUME_ZONES if own_node else ())
         self.app.pod_io = self.kubelet
         self.workloads = start_workload_controllers(self)
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import tempfile
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 from kubernetes import client
 from prefect import task
@@ -33,9 +34,10 @@ from hcp.waits import WaitTimeout, wait_for_object
 from tasks.aws import s3_client
 from tasks.checkpoint import checkpointed
 from tasks.etcd import snapshot_path
+from tasks.runbook import side_by_side
 
 __all__ = ["read_etcd_layout", "choose_backup", "fetch_snapshot", "stop_etcd", "wait_etcd_stopped",
-           "start_data_pod", "copy_snapshot", "restore_data", "remove_data_pod", "start_etcd", "verify_restore",
+           "start_data_pods", "copy_snapshot", "restore_data", "remove_data_pods", "start_etcd", "verify_restore",
            "wait_cluster_available", "remove_previous_data", "RestoredData", "Verified", "SnapshotIn", "work_dir_for"]
 
 RUNBOOK = "etcd-restore"
@@ -155,14 +157,16 @@ def wait_etcd_stopped(target: RunTarget, layout: EtcdLayout, timeout_seconds: fl
     etcd_restore.wait_statefulset_stopped(target.api_client(), layout, timeout_seconds)
 
 
-@task(name="start-data-pod")
-def start_data_pod(target: RunTarget, layout: EtcdLayout, timeout_seconds: float) -> str:
-    """Record its removal first: the undo (also `hcp-runbooks recover` after a kill) removes it before
-    scaling etcd back, so the members get their volumes back."""
+@task(name="start-data-pods")
+def start_data_pods(target: RunTarget, layout: EtcdLayout, timeout_seconds: float) -> dict[str, str]:
+    """One data pod per member (member -> pod). Their removal is recorded first: the undo (also
+    `hcp-runbooks recover` after a kill) removes them before scaling etcd back, so the members get
+    their volumes back."""
     api = target.api_client()
-    UndoJournal(api, target.ref, target.operation_id).record(
-        UndoAction.delete_deployment(layout.namespace, etcd_restore.DATA_POD_APP))
-    return etcd_restore.start_data_pod(api, layout, target.operation_id, timeout_seconds)
+    journal = UndoJournal(api, target.ref, target.operation_id)
+    for member in layout.members:
+        journal.record(UndoAction.delete_deployment(layout.namespace, layout.data_deployment(member)))
+    return etcd_restore.start_data_pods(api, layout, target.operation_id, timeout_seconds)
 
 
 class SnapshotIn(BaseModel):
@@ -187,48 +191,72 @@ def _s3_ca_bundle(s3: Any) -> bytes | None:
     return None
 
 
+def _each_pod(target: RunTarget, pods: dict[str, str], work: Callable[[client.ApiClient, str, str], Any]) -> list[Any]:
+    """`work(api, member, pod)` in every data pod at once, each with an ApiClient of its own (execs
+    that overlap must not share one)."""
+    def one(member: str) -> Any:
+        api = target.api_client()
+        try:
+            return work(api, member, pods[member])
+        finally:
+            api.close()
+
+    return side_by_side(*[partial(one, m) for m in pods])
+
+
 @task(name="copy-snapshot-in", retries=1, retry_delay_seconds=2)
-def copy_snapshot(target: RunTarget, layout: EtcdLayout, pod: str, snapshot: LocalSnapshot, timeout_seconds: float,
-                  aws: AwsAccess | None = None, pod_download: bool = True) -> SnapshotIn:
-    """Put the verified snapshot into the data pod. A backup's snapshot is downloaded by the pod itself
-    from S3 (a presigned GET; SHA-256 and size checked in the pod against the runner's verified file
-    before it takes its name: bytes that differ fail the step, nothing restored). Otherwise (a fresh
-    snapshot or a member/snap/db copy exists only on the runner; `pod_download` off; no curl in the
-    image or no way to S3 from the pod) the runner's file is streamed in over exec, checked the same."""
-    api = target.api_client()
-    note = ""
+def copy_snapshot(target: RunTarget, layout: EtcdLayout, pods: dict[str, str], snapshot: LocalSnapshot,
+                  timeout_seconds: float, aws: AwsAccess | None = None, pod_download: bool = True) -> SnapshotIn:
+    """Put the verified snapshot into every data pod, side by side. A backup's snapshot is downloaded
+    by each pod itself from S3 (a presigned GET; SHA-256 and size checked in the pod against the
+    runner's verified file before it takes its name: bytes that differ fail the step, nothing
+    restored). Otherwise (a fresh snapshot or a member/snap/db copy exists only on the runner;
+    `pod_download` off; no curl in the image or no way to S3 from the pod) the runner's file is
+    streamed in over exec, checked the same."""
+    url, ca_bundle, why_not = None, None, ""
     if snapshot.snapshot_object and pod_download and aws is not None:
         bucket, _, key = snapshot.snapshot_object.removeprefix("s3://").partition("/")
         s3 = s3_client(aws)
-        url = presign_snapshot(s3, bucket, key, _PRESIGN_SECONDS)
-        try:
-            present = etcd_restore.download_into_pod(api, layout, pod, url, snapshot.sha256, snapshot.size_bytes,
-                                                     ca_bundle=_s3_ca_bundle(s3), timeout=timeout_seconds)
-            if present:
-                return SnapshotIn(how="present")
-            return SnapshotIn(how="downloaded", note=f"from {redact_url(url)}")
-        except etcd_restore.DownloadUnavailable as e:
-            note = f"the data pod could not download it from S3 ({e})"
+        url, ca_bundle = presign_snapshot(s3, bucket, key, _PRESIGN_SECONDS), _s3_ca_bundle(s3)
     elif not snapshot.snapshot_object:
-        note = f"{snapshot.source} exists only on the runner"
+        why_not = f"{snapshot.source} exists only on the runner"
     else:
-        note = "download by the data pod turned off"
-    if etcd_restore.snapshot_in_pod(api, layout, pod) == snapshot.sha256:
-        return SnapshotIn(how="present")
-    etcd_restore.copy_into_pod(api, layout, pod, Path(snapshot.path), snapshot.sha256, timeout=timeout_seconds)
-    return SnapshotIn(how="copied", note=note)
+        why_not = "download by the data pod turned off"
+
+    def put_in(api: client.ApiClient, member: str, pod: str) -> SnapshotIn:
+        note = why_not
+        if url is not None:
+            try:
+                present = etcd_restore.download_into_pod(api, layout, pod, url, snapshot.sha256, snapshot.size_bytes,
+                                                         ca_bundle=ca_bundle, timeout=timeout_seconds)
+                return SnapshotIn(how="present") if present else SnapshotIn(how="downloaded", note=f"from {redact_url(url)}")
+            except etcd_restore.DownloadUnavailable as e:
+                note = f"the data pod could not download it from S3 ({e})"
+        if etcd_restore.snapshot_in_pod(api, layout, pod) == snapshot.sha256:
+            return SnapshotIn(how="present")
+        etcd_restore.copy_into_pod(api, layout, pod, Path(snapshot.path), snapshot.sha256, timeout=timeout_seconds)
+        return SnapshotIn(how="copied", note=note)
+
+    results = _each_pod(target, pods, put_in)
+    for how in ("copied", "downloaded"):  # the report names the slowest way any pod got it
+        notes = sorted({r.note for r in results if r.how == how and r.note})
+        if any(r.how == how for r in results):
+            return SnapshotIn(how=how, note="; ".join(notes))
+    return SnapshotIn(how="present")
 
 
 @checkpointed(name="restore-data")
-def restore_data(target: RunTarget, layout: EtcdLayout, pod: str, snapshot: LocalSnapshot,
+def restore_data(target: RunTarget, layout: EtcdLayout, pods: dict[str, str], snapshot: LocalSnapshot,
                  timeout_seconds: float) -> RestoredData:
-    output = etcd_restore.run_restore(target.api_client(), layout, pod, target.operation_id,
-                                      skip_hash_check=snapshot.restore_skips_hash_check, timeout=timeout_seconds)
-    return RestoredData(at=datetime.now(timezone.utc), output=output[-2000:])
+    """Every member's restore in its own data pod, side by side."""
+    outputs = _each_pod(target, pods, lambda api, member, pod: etcd_restore.run_restore(
+        api, layout, pod, target.operation_id, members=[member], skip_hash_check=snapshot.restore_skips_hash_check,
+        timeout=timeout_seconds))
+    return RestoredData(at=datetime.now(timezone.utc), output="\n".join(outputs)[-2000:])
 
 
-@task(name="remove-data-pod")
-def remove_data_pod(target: RunTarget, layout: EtcdLayout, timeout_seconds: float) -> bool:
+@task(name="remove-data-pods")
+def remove_data_pods(target: RunTarget, layout: EtcdLayout, timeout_seconds: float) -> bool:
     return etcd_restore.remove_data_pod(target.api_client(), layout.namespace, timeout_seconds)
 
 

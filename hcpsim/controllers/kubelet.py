@@ -4,6 +4,12 @@ It binds new pods to the cluster's node, resolves their volumes to directories (
 outlives the pod and dies with the PVC), starts them in the PodRuntime, keeps pod status in step
 with the containers, and stops processes before a deleted pod goes away. It also serves the
 HTTP layer's exec and log requests (hcpsim.apiserver.podio.PodIO).
+
+A management cluster's volumes are zonal, as EBS volumes are on a multi-zone management cluster:
+a StatefulSet's claim N lies in zone N mod 3 (HighlyAvailable etcd's members are required in
+distinct zones by its podAntiAffinity on topology.kubernetes.io/zone), any other claim in the first.
+One pod cannot mount volumes of two zones: it stays Pending, Unschedulable, with the scheduler's
+"volume node affinity conflict".
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 import base64
 import logging
 import queue
+import re
 import shutil
 import threading
 from pathlib import Path
@@ -31,11 +38,21 @@ PODS = ("", "pods")
 PVCS = ("", "persistentvolumeclaims")
 NODES = ("", "nodes")
 PVC_PROTECTION = "kubernetes.io/pvc-protection"
+VOLUME_ZONES = ("zone-a", "zone-b", "zone-c")
+
+
+def claim_zone(claim: str, zones: tuple[str, ...]) -> str | None:
+    """The zone of the volume bound to `claim` (None: volumes have no zone here)."""
+    if not zones:
+        return None
+    ordinal = re.search(r"-(\d+)$", claim)
+    return zones[int(ordinal.group(1)) % len(zones)] if ordinal else zones[0]
 
 
 class Kubelet:
     def __init__(self, backend: Backend, runtime: PodRuntime, data_dir: Path, node_name: str,
-                 *, max_grace_seconds: float = 2.0, own_node: bool = True) -> None:
+                 *, max_grace_seconds: float = 2.0, own_node: bool = True,
+                 volume_zones: tuple[str, ...] = ()) -> None:
         """`own_node`: create the Node `node_name` and run the pods bound to it (a management
         cluster). False: the cluster's Nodes come from elsewhere (a hosted cluster's NodePools);
         pods are bound round-robin to Ready nodes and run whatever node they are on."""
@@ -49,6 +66,7 @@ class Kubelet:
         self._started: dict[str, tuple[str, str]] = {}  # pod uid -> (namespace, name)
         self._stopping = threading.Event()
         self.own_node = own_node
+        self.volume_zones = volume_zones
         # What may keep a scheduled pod from getting its sandbox (its network): pod -> reason or
         # None. The pod waits in ContainerCreating; `resync()` tries again.
         self.sandbox_gate: Callable[[dict], str | None] | None = None
@@ -266,6 +284,14 @@ class Kubelet:
     def _bind(self, pod: dict) -> None:
         # The scheduler's part: one node per simulated cluster takes every pod.
         node = self.node_name
+        zones = {claim_zone(v["persistentVolumeClaim"]["claimName"], self.volume_zones)
+                 for v in (pod.get("spec") or {}).get("volumes") or [] if "persistentVolumeClaim" in v}
+        if len(zones) > 1:
+            n = len(self.volume_zones)
+            self._write_status(pod, pending_reason=f"0/{n} nodes are available: {n} node(s) had volume node affinity "
+                                                   "conflict. (its claims' volumes lie in zones "
+                                                   f"{', '.join(sorted(z for z in zones if z))})")
+            return
         if not self.own_node:
             ready = [n["metadata"]["name"] for n in self.backend.store.items(NODES) if _node_ready(n) and _schedulable(n)]
             if not ready:
@@ -358,8 +384,10 @@ class Kubelet:
                     ("ContainersReady", "False"), ("PodScheduled", "True"))],
             )
         elif pending_reason:
+            previous = next((c for c in status.get("conditions", []) if c.get("type") == "PodScheduled"), None)
+            since = previous["lastTransitionTime"] if previous and previous.get("status") == "False" else now
             status.update(phase="Pending", conditions=[{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
-                                                        "message": pending_reason, "lastTransitionTime": now}])
+                                                        "message": pending_reason, "lastTransitionTime": since}])
         else:
             states = self.runtime.container_states(meta["uid"])
             init_states = self.runtime.init_container_states(meta["uid"])

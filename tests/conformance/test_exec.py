@@ -176,3 +176,35 @@ def test_injected_stream_cut_drops_the_connection_without_exit_status(api_client
     assert resp.read_channel(ERROR_CHANNEL) == b""
     # The next exec is whole again.
     assert _exec(api_client, namespace, pod, ["sh", "-c", "wc -c < /var/lib/big"]).strip() == str(4 * 1024 * 1024)
+
+
+def test_one_pod_cannot_mount_volumes_of_two_zones(api_client: client.ApiClient, namespace: str) -> None:
+    """A management cluster's volumes are zonal (a StatefulSet's claim N in zone N mod 3, as HA etcd's
+    members are spread): a pod mounting data-etcd-0 and data-etcd-1 stays Pending with the scheduler's
+    volume node affinity conflict; a pod mounting one of them runs."""
+    core = client.CoreV1Api(api_client)
+    for claim in ("data-etcd-0", "data-etcd-1"):
+        core.create_namespaced_persistent_volume_claim(namespace, {
+            "metadata": {"name": claim},
+            "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}})
+
+    def pod(name: str, claims: list[str]) -> dict:
+        return {"metadata": {"name": name},
+                "spec": {"containers": [{"name": "main", "image": IMAGE, "volumeMounts": [
+                    {"name": f"v{i}", "mountPath": f"/data/{c}"} for i, c in enumerate(claims)]}],
+                    "volumes": [{"name": f"v{i}", "persistentVolumeClaim": {"claimName": c}}
+                                for i, c in enumerate(claims)]}}
+
+    core.create_namespaced_pod(namespace, pod("both", ["data-etcd-0", "data-etcd-1"]))
+    core.create_namespaced_pod(namespace, pod("one", ["data-etcd-1"]))
+    _wait_running(core, namespace, "one")
+    deadline = time.monotonic() + 10
+    while True:
+        both = core.read_namespaced_pod("both", namespace)
+        scheduled = next((c for c in both.status.conditions or [] if c.type == "PodScheduled"), None)
+        if scheduled is not None or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert both.spec.node_name is None and both.status.phase == "Pending"
+    assert scheduled is not None and scheduled.status == "False" and scheduled.reason == "Unschedulable"
+    assert "volume node affinity conflict" in (scheduled.message or "")

@@ -78,11 +78,11 @@ REQUIRED: list[tuple[str, str, str, str]] = [
     # hypershift operator (hypershift/operator) settled at 0 while the HostedCluster is deleted
     (CLUSTER, "apps", "deployments", "list"),
     (CLUSTER, "apps", "deployments", "watch"),
-    # etcd-restore start-data-pod: a re-run reads the data-access Deployment that answered 409 (whose is it?)
+    # etcd-restore start-data-pods: a re-run reads the data-access Deployment that answered 409 (whose is it?)
     (CLUSTER, "apps", "deployments", "get"),
-    # etcd-restore start-data-pod: the documented data-access Deployment in the control plane namespace
+    # etcd-restore start-data-pods: the documented data-access Deployments in the control plane namespace
     (CLUSTER, "apps", "deployments", "create"),
-    # etcd-restore remove-data-pod, and recover/undo of a failed restore (delete-deployment)
+    # etcd-restore remove-data-pods (listed by label), and recover/undo of a failed restore (delete-deployment)
     (CLUSTER, "apps", "deployments", "delete"),
     # quiesce-control-plane records the replica count before scaling; undo checks the Deployment exists;
     # dr-teardown-source journals the hypershift operator's replicas (namespace hypershift)
@@ -100,7 +100,7 @@ REQUIRED: list[tuple[str, str, str, str]] = [
     # dr-migrate teardown: every StatefulSet of the control-plane namespace to 0
     (CLUSTER, "apps", "statefulsets/scale", "patch"),
     # etcd-member-status: the app=etcd pods of the control plane namespace; etcd-restore
-    # wait-etcd-stopped, start-data-pod, remove-data-pod, start-etcd (wait_for_set: list+watch);
+    # wait-etcd-stopped, start-data-pods, remove-data-pods, start-etcd (wait_for_set: list+watch);
     # etcd-member-recovery etcd-health, wait-for-new-pvc-and-pod; dr-migrate dr-backup-etcd-on-source,
     # wait-destination (the members), teardown (until the control-plane pods are gone; what is left in
     # the HostedCluster namespace)

@@ -118,6 +118,10 @@ def test_restore_of_a_highly_available_etcd_every_member_agrees(
         assert read_prefix(mgmt, cluster, "/t/ha/", pod) == {"/t/ha/kept": "v1"}, pod
     assert sum("same keyspace hash" in line for line in report.verification) == 3
     assert any("data-etcd-0, data-etcd-1, data-etcd-2" in c for c in report.changes)
+    # one data pod per member: the members' volumes lie in three zones (the simulator's management
+    # cluster is zonal, as HA etcd's required zone anti-affinity spreads them); no pod could mount all three
+    assert any("downloaded the snapshot" in c and all(f"etcd-data-etcd-{i}" in c for i in range(3))
+               for c in report.changes), report.changes
     assert writers(mgmt, cluster) == before_writers
     no_leftovers(mgmt, cluster)
     client.CustomObjectsApi(mgmt).delete_namespaced_custom_object(*HS, "clusters", "hostedclusters", name)
