@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from pydantic import BaseModel
@@ -47,9 +48,30 @@ def _env(storage: Path) -> dict[str, str]:
 
 def start_flow(module: str, flow_name: str, params: BaseModel, storage: Path, *,
                die_after: str = "") -> subprocess.Popen[bytes]:
-    """Start `module.flow_name(params)` in a child process on the test's Prefect server and result storage."""
-    return subprocess.Popen(_argv(module, flow_name, params, die_after), cwd=ROOT, env=_env(storage),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    """Start `module.flow_name(params)` in a child process on the test's Prefect server and result storage;
+    its output goes to a file (`child_log(child)` reads its end)."""
+    log = tempfile.NamedTemporaryFile(prefix=f"child-{flow_name}-", suffix=".log", dir=storage, delete=False)
+    child = subprocess.Popen(_argv(module, flow_name, params, die_after), cwd=ROOT, env=_env(storage),
+                             stdout=log, stderr=subprocess.STDOUT)
+    log.close()
+    child.log_path = Path(log.name)  # type: ignore[attr-defined]
+    return child
+
+
+def child_log(child: subprocess.Popen[bytes], tail: int = 4000) -> str:
+    path: Path | None = getattr(child, "log_path", None)
+    return path.read_text(errors="replace")[-tail:] if path is not None and path.exists() else ""
+
+
+def wait_child(child: subprocess.Popen[bytes], timeout: float) -> int:
+    """Wait for the child; one that outlives `timeout` is killed (it must not keep acting on the world
+    in later tests) and the test fails with the end of its output."""
+    try:
+        return child.wait(timeout)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.wait(30)
+        raise AssertionError(f"the child run did not end within {timeout:.0f} s; its output ends:\n{child_log(child)}") from None
 
 
 def run_flow_until_killed(module: str, flow_name: str, params: BaseModel, storage: Path, die_after: str) -> None:

@@ -22,7 +22,7 @@ from hcp.cluster_access import ClusterAccess
 from hcp.etcd_member import etcdctl_argv
 from hcp.naming import HostedClusterRef, new_operation_id
 from tests.conformance.util import wait_for
-from tests.runbooks.children import latest_report, start_flow
+from tests.runbooks.children import latest_report, start_flow, wait_child
 from tests.runbooks.etcd_local import keys_in_snapshot
 
 HS = ("hypershift.openshift.io", "v1beta1")
@@ -367,7 +367,7 @@ def _kill_when_quiesced(child: subprocess.Popen[bytes], mgmt: client.ApiClient, 
     wait_for(lambda: child.poll() is not None or apps.read_namespaced_deployment_scale("kube-apiserver", ns).spec.replicas == 0,
              "the child run to scale kube-apiserver down", timeout=120)
     child.send_signal(sig)
-    child.wait(120)
+    wait_child(child, 120)
 
 
 def test_a_cancelled_run_undoes_what_it_lowered(prefect_server: Path, mgmt: client.ApiClient, access: ClusterAccess,
