@@ -362,7 +362,11 @@ class PodRuntime:
                 except subprocess.TimeoutExpired:
                     pass
         for p in procs:
-            _signal(p.pid, signal.SIGKILL, group=True)
+            # Only a process not yet reaped: once reaped (by its supervisor's wait, or the grace wait
+            # above) its pid, which is also its group's id, may belong to another pod's process (pids
+            # wrap at 32768 here).
+            if p.poll() is None:
+                _signal(p.pid, signal.SIGKILL, group=True)
         for sid in sessions:
             for pid in _session_members(sid, mark=uid):
                 _signal(pid, signal.SIGKILL, group=False)
