@@ -384,10 +384,10 @@ class Kubelet:
                     ("ContainersReady", "False"), ("PodScheduled", "True"))],
             )
         elif pending_reason:
-            previous = next((c for c in status.get("conditions", []) if c.get("type") == "PodScheduled"), None)
-            since = previous["lastTransitionTime"] if previous and previous.get("status") == "False" else now
+            # lastTransitionTime moves on: the status write is the event that makes this pod be looked
+            # at again (a claim it waits for being re-created says nothing to the pod)
             status.update(phase="Pending", conditions=[{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
-                                                        "message": pending_reason, "lastTransitionTime": since}])
+                                                        "message": pending_reason, "lastTransitionTime": now}])
         else:
             states = self.runtime.container_states(meta["uid"])
             init_states = self.runtime.init_container_states(meta["uid"])

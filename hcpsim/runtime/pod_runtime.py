@@ -43,10 +43,6 @@ from typing import Any, Callable, Literal, Protocol
 
 from hcpsim.runtime.sandbox import ContainerSandbox, Mode, Mount, ProcessSpec, probe_namespace_support
 
-# In the environment of every process an exec starts (inherited by what it starts): the pod's uid, so that
-# stopping the pod signals only its own exec sessions' processes.
-EXEC_MARK = "HCPSIM_EXEC_POD_UID"
-
 RestartPolicy = Literal["Always", "OnFailure", "Never"]
 
 
@@ -342,18 +338,15 @@ class PodRuntime:
             pod.stopping.set()
             containers = [*pod.init_containers.values(), *pod.containers.values()]
             procs = [c.proc for c in containers if c.proc is not None]
-        # Exec sessions are signalled member by member, and only members that carry this pod's mark: a
-        # session id outlives nothing, so a tracked id whose processes all exited may since have been
-        # reused by another pod's process (killing by the bare id killed another pod's etcd).
-        sessions = list(pod.exec_pids)
+        groups = [p.pid for p in procs] + list(pod.exec_pids)
         if grace_seconds > 0:
             for p in procs:
                 # Main processes run under `unshare -f`: signal the namespace's init, not unshare itself
                 # (unshare dying would SIGKILL the child at once through --kill-child).
                 for pid in _children(p.pid) or [p.pid]:
                     _signal(pid, signal.SIGTERM, group=False)
-            for sid in sessions:
-                for pid in _session_members(sid, mark=uid):
+            for sid in pod.exec_pids:
+                for pid in _session_members(sid):
                     _signal(pid, signal.SIGTERM, group=False)
             deadline = time.time() + grace_seconds
             for p in procs:
@@ -361,14 +354,10 @@ class PodRuntime:
                     p.wait(timeout=max(0.0, deadline - time.time()))
                 except subprocess.TimeoutExpired:
                     pass
-        for p in procs:
-            # Only a process not yet reaped: once reaped (by its supervisor's wait, or the grace wait
-            # above) its pid, which is also its group's id, may belong to another pod's process (pids
-            # wrap at 32768 here).
-            if p.poll() is None:
-                _signal(p.pid, signal.SIGKILL, group=True)
-        for sid in sessions:
-            for pid in _session_members(sid, mark=uid):
+        for g in groups:
+            _signal(g, signal.SIGKILL, group=True)
+        for sid in list(pod.exec_pids):
+            for pid in _session_members(sid):
                 _signal(pid, signal.SIGKILL, group=False)
         for p in procs:
             try:
@@ -427,13 +416,13 @@ class PodRuntime:
         with self._lock:
             pod = self._pods[uid]
             c = pod.containers.get(container) or pod.init_containers[container]
-        spec = c.sandbox.process_spec(argv, env={EXEC_MARK: uid})
+        spec = c.sandbox.process_spec(argv)
         spec.on_start = pod.exec_pids.add
 
         def on_exit(pid: int) -> None:
             # An exec'd command may leave background processes in its session (nohup cmd &): in a
             # real container they live until the container stops, so keep tracking the session.
-            if not _session_members(pid, mark=uid):
+            if not _session_members(pid):
                 pod.exec_pids.discard(pid)
 
         spec.on_exit = on_exit
@@ -454,9 +443,8 @@ class PodRuntime:
                 pass
 
 
-def _session_members(sid: int, *, mark: str) -> list[int]:
-    """Live processes of session `sid` (execs start a new session: sid == the exec's pid) that carry
-    `EXEC_MARK=mark` in their environment, i.e. were started by an exec into that pod."""
+def _session_members(sid: int) -> list[int]:
+    """Live processes of session `sid` (execs start a new session: sid == the exec's pid)."""
     members = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -468,17 +456,9 @@ def _session_members(sid: int, *, mark: str) -> list[int]:
             continue
         # Fields after the command name (which may hold spaces): state ppid pgrp session ...
         fields = stat[stat.rfind(b")") + 2:].split()
-        if len(fields) > 3 and int(fields[3]) == sid and fields[0] != b"Z" and _has_mark(int(entry), mark):
+        if len(fields) > 3 and int(fields[3]) == sid and fields[0] != b"Z":
             members.append(int(entry))
     return members
-
-
-def _has_mark(pid: int, mark: str) -> bool:
-    try:
-        with open(f"/proc/{pid}/environ", "rb") as f:
-            return f"{EXEC_MARK}={mark}".encode() in f.read().split(b"\0")
-    except OSError:
-        return False
 
 
 def _children(pid: int) -> list[int]:
