@@ -303,7 +303,9 @@ def test_etcdctl_killed_mid_save_leaves_no_object(mgmt1_access, mgmt1_api, s3, b
                               f"do :; done; pkill -KILL -f '^[^ ]*etcdctl .*snapshot save {path}$'; rm -f {ready}"),
                               kwargs={"timeout": 60}, daemon=True)
     killer.start()
-    wait_for(lambda: _exists(mgmt1_api, ready), "the killer to watch", timeout=30)
+    # (90 s: on a loaded 2-core CI machine the killer's exec once took longer than 30 s to start)
+    wait_for(lambda: not killer.is_alive() or _exists(mgmt1_api, ready), "the killer to watch", timeout=90)
+    assert killer.is_alive() or _exists(mgmt1_api, ready), "the killer's exec ended before it watched"
     try:
         with pytest.raises(EtcdMemberError) as err:
             save_and_upload_snapshot(mgmt1_api, member, path, s3, bucket, key, part_size=5 * MiB)
