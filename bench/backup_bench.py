@@ -393,11 +393,8 @@ class BackupBench:
             return 0.0
         client = client_for_namespace(self.backend, namespace)
         assert client is not None, f"no etcd client for {namespace}"
-        try:
-            self._fills += 1
-            seconds, written = _fill(_Renamed(client, f"b{self._fills}"), mib * MiB - self.filled)  # type: ignore[arg-type]
-        finally:
-            client.close()
+        self._fills += 1
+        seconds, written = _fill(_Renamed(client, f"b{self._fills}"), mib * MiB - self.filled)  # type: ignore[arg-type]
         self.filled += written
         return seconds
 

@@ -213,9 +213,6 @@ class RestoreBench(BackupBench):
             except ConnectionError:
                 if time.monotonic() > deadline:
                     raise
-            finally:
-                if client is not None:
-                    client.close()
             time.sleep(0.2)
 
     def backup(self, prefix: str) -> dict[str, Any]:

@@ -161,7 +161,6 @@ class _PlainClient(EtcdClient):
     def __init__(self, endpoint: str) -> None:  # no TLS for the baseline etcd
         self.endpoints = [endpoint]
         self._ctx = None
-        self._dir = tempfile.mkdtemp()
 
 
 def main() -> None:

@@ -13,7 +13,9 @@ What a careful SRE adds, and this module does:
     connected to every voting peer for HealthInterval (5 s): the healthy members must have been up
     that long, or reset-member removes the member and fails to add it back;
   * a member missing from the member list (removed, never added back) is added first: reset-member
-    only replaces a member it finds, and starts one it does not find as a new cluster;
+    only replaces a member it finds, and starts one it does not find as a new cluster; and the pod
+    is deleted in a later second than that add (see `add_member`: reset-member adds the same peer
+    URL again, and etcd's member id is the peer URL hashed with the second);
   * done means healthy and caught up: listed as started under a new member id, its endpoint healthy,
     its revision at least the leader's when it first answered, its applied raft index close to the
     leader's.
@@ -22,6 +24,7 @@ What a careful SRE adds, and this module does:
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -44,6 +47,7 @@ __all__ = ["HEALTH_INTERVAL", "RAFT_INDEX_GAP", "MemberChoice", "Replaced", "Cau
 HEALTH_INTERVAL = 5.0  # etcdserver.HealthInterval: what the strict reconfiguration check measures connections by
 RAFT_INDEX_GAP = 50  # entries a caught-up member's applied index may trail the leader's index
 _PEER_MARGIN = 1.0
+_CLOCK_MARGIN = 0.25  # seconds: the etcd members' clocks against the runner's (NTP keeps them closer)
 _REPAIRS = 2  # per run: re-replacing a replacement that never joined
 
 OnChange = Callable[[str, str, dict[str, Any]], None]  # (event, text, payload)
@@ -97,16 +101,25 @@ def choose(table: HealthTable, member: str) -> MemberChoice:
 
 
 def add_member(api: client.ApiClient, namespace: str, via: str, member: str) -> int:
-    """`etcdctl member add <member> --peer-urls=<its peer URL>` from a healthy member; the new id."""
+    """`etcdctl member add <member> --peer-urls=<its peer URL>` from a healthy member; the new id.
+
+    Returns no earlier than the next Unix second (plus a margin for the members' clocks): etcd derives
+    a new member's id from its peer URLs and the Unix second of the add (membership.NewMember), and
+    the replacement's reset-member removes the member added here and adds the same peer URL again. In
+    the same second that add gets the id just removed, which etcd refuses as "member not found"
+    (ErrIDRemoved), and the replacement starts etcd as a new cluster that the others reject. The
+    simulated world recreates a pod within that second; a real management cluster seldom does."""
     argv = ["sh", "-c", etcdctl_command("member", "add", member, f"--peer-urls={peer_url(member, namespace)}",
                                         "-w", "json")]
     try:
         out = pod_exec.run(api, namespace, via, ETCD_CONTAINER, argv, timeout=60).text
-        return int(json.loads(out)["member"]["ID"])
+        added = int(json.loads(out)["member"]["ID"])
     except (ExecError, ValueError, KeyError, TypeError) as e:
         raise EtcdMemberError(f"member add {member} failed: {e}", namespace=namespace, pod=via, step="member add",
                               next_step="etcd refuses it unless every voting member has been connected for 5 s "
                                         "(strict reconfiguration check): run again with the same operation id") from e
+    time.sleep(max(0.0, math.floor(time.time()) + 1 + _CLOCK_MARGIN - time.time()))
+    return added
 
 
 def delete_exactly(api: client.ApiClient, kind: str, namespace: str, name: str, uid: str) -> bool:

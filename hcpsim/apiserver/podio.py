@@ -12,5 +12,5 @@ class PodIO(Protocol):
     def exec_spec(self, pod: dict, container: str, argv: list[str]) -> Any:
         """The ProcessSpec (hcpsim.runtime) to run `argv` in that container; ApiError when it cannot."""
 
-    def log_path(self, pod: dict, container: str) -> Path | None:
-        """The container's log file, or None when it has not started."""
+    def log_path(self, pod: dict, container: str, previous: bool = False) -> Path | None:
+        """The container's log file (`previous`: its last terminated run's), or None when it has not started."""

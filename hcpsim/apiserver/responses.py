@@ -378,7 +378,11 @@ class ApiApp:
 
     async def _log(self, receive: Receive, send: Send, info: ResourcePath, query: dict[str, str]) -> None:
         pod, container = self._pod_and_container(info, query.get("container"))
-        path = self.pod_io.log_path(pod, container) if self.pod_io else None
+        previous = _flag(query, "previous")
+        path = self.pod_io.log_path(pod, container, previous) if self.pod_io else None
+        if previous and (path is None or not path.exists()):
+            # the kubelet's answer when the container has not restarted (kubectl logs --previous)
+            raise ApiError.bad_request(f'previous terminated container "{container}" in pod "{info.name}" not found')
         if path is None or not path.exists():
             raise ApiError.bad_request(f'container "{container}" in pod "{info.name}" is waiting to start: ContainerCreating')
         data = path.read_bytes()

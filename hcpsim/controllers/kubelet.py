@@ -94,9 +94,9 @@ class Kubelet:
         except KeyError:
             raise ApiError.bad_request(f"unable to upgrade connection: container not found (\"{container}\")") from None
 
-    def log_path(self, pod: dict, container: str) -> Path | None:
+    def log_path(self, pod: dict, container: str, previous: bool = False) -> Path | None:
         uid = pod["metadata"]["uid"]
-        return self.runtime.log_path(uid, container) if self.runtime.has_pod(uid) else None
+        return self.runtime.log_path(uid, container, previous) if self.runtime.has_pod(uid) else None
 
     def pvc_dir(self, namespace: str, claim: str) -> Path:
         return self.data_dir / "pvcs" / namespace / claim

@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import os
 import ssl
 import tempfile
 import threading
@@ -40,15 +39,17 @@ class EtcdClient:
 
     def __init__(self, endpoints: list[str], ca_pem: bytes, cert_pem: bytes, key_pem: bytes) -> None:
         self.endpoints = endpoints
-        self._dir = tempfile.mkdtemp(prefix="hcpsim-etcd-client-")
-        cert, key = Path(self._dir) / "client.crt", Path(self._dir) / "client.key"
-        cert.write_bytes(cert_pem)
-        key.write_bytes(key_pem)
-        key.chmod(0o600)
         self._ctx = ssl.create_default_context(cadata=ca_pem.decode())
         # Members are reached by pod IP; their certificates name the pods (the real clients use names).
         self._ctx.check_hostname = False
-        self._ctx.load_cert_chain(str(cert), str(key))
+        # ssl loads a key pair from files only; the context keeps it in memory, so the files go at once (a
+        # client that is never closed must not leave a directory behind in /tmp).
+        with tempfile.TemporaryDirectory(prefix="hcpsim-etcd-client-") as scratch:
+            cert, key = Path(scratch) / "client.crt", Path(scratch) / "client.key"
+            cert.write_bytes(cert_pem)
+            key.touch(mode=0o600)
+            key.write_bytes(key_pem)
+            self._ctx.load_cert_chain(str(cert), str(key))
 
     def _post(self, path: str, body: dict) -> dict:
         last: Exception | None = None
@@ -83,11 +84,6 @@ class EtcdClient:
         out = self._post("/v3/kv/range", {"key": _b64(prefix.encode()), "range_end": _b64(end.encode()), "keys_only": True})
         keys = {base64.b64decode(kv["key"]).decode() for kv in out.get("kvs") or []}
         return keys, int(out.get("header", {}).get("revision", 0))
-
-    def close(self) -> None:
-        for name in os.listdir(self._dir):
-            os.unlink(os.path.join(self._dir, name))
-        os.rmdir(self._dir)
 
 
 def _b64(data: bytes) -> str:
@@ -155,8 +151,6 @@ class EtcdWriter:
             except (ConnectionError, OSError, ValueError):
                 # etcd restarting or scaled down: the API servers would fail the same way; retry later.
                 client = None
-        if client is not None:
-            client.close()
 
     def close(self) -> None:
         self._stop.set()

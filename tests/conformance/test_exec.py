@@ -4,6 +4,7 @@ text, binary, exit codes, stdin, container paths from volume mounts, cp both way
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import time
 from pathlib import Path
@@ -109,7 +110,7 @@ def test_exec_refused_for_unknown_container(api_client: client.ApiClient, namesp
     assert "container nope is not valid for pod shell" in chain
 
 
-def test_kubectl_exec_and_cp(kubectl, namespace: str, pod: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_kubectl_exec_and_cp(kubectl, namespace: str, pod: str, tmp_path: Path) -> None:
     result = kubectl.run("exec", "-n", namespace, pod, "--", "sh", "-c", "echo hi; exit 4", check=False)
     assert result.returncode == 4
     assert result.stdout == b"hi\n"
@@ -158,6 +159,44 @@ def test_pod_log_and_deletion_stops_processes(api_client: client.ApiClient, name
     else:
         raise AssertionError("pod was not removed after its processes stopped")
     assert not Path(f"/proc/{pid}").exists() or Path(f"/proc/{pid}/status").read_text().find("zombie") >= 0
+
+
+def test_pod_log_previous_is_the_last_terminated_run(api_client: client.ApiClient, namespace: str, cluster,  # type: ignore[no-untyped-def]
+                                                     tmp_path: Path) -> None:
+    """`kubectl logs --previous`: the run before the current one; a 400 while there was none."""
+    from hcpsim.runtime.pod_runtime import CommandRunner
+
+    cluster.runtime.register_runner("example.com/counter", CommandRunner())
+    core = client.CoreV1Api(api_client)
+    runs = tmp_path / "runs"  # outlives a container's restart, as a volume would
+    core.create_namespaced_pod(namespace, {"metadata": {"name": "counter"}, "spec": {"containers": [{
+        "name": "main", "image": "example.com/counter:1", "command": ["sh", "-c",
+            f"n=$(cat {runs} 2>/dev/null || echo 0); n=$((n+1)); echo $n > {runs}; echo run $n; "
+            "[ $n -ge 2 ] && exec sleep 300; exit 1"]}]}})
+    _wait_running(core, namespace, "counter")
+
+    def log(previous: bool) -> bytes:
+        return core.read_namespaced_pod_log("counter", namespace, previous=previous, _preload_content=False).data
+
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            if log(False) == b"run 2\n":
+                break
+        except client.ApiException:
+            pass
+        time.sleep(0.1)
+    assert (log(False), log(True)) == (b"run 2\n", b"run 1\n"), core.read_namespaced_pod("counter", namespace).status.container_statuses
+    core.delete_namespaced_pod("counter", namespace)
+    # a container that never restarted has no previous run
+    core.create_namespaced_pod(namespace, {"metadata": {"name": "once"}, "spec": {"containers": [{
+        "name": "main", "image": "example.com/counter:1", "command": ["sh", "-c", "echo one; exec sleep 300"]}]}})
+    _wait_running(core, namespace, "once")
+    with pytest.raises(client.ApiException) as err:
+        core.read_namespaced_pod_log("once", namespace, previous=True)
+    assert err.value.status == 400
+    assert json.loads(err.value.body)["message"] == 'previous terminated container "main" in pod "once" not found'
+    core.delete_namespaced_pod("once", namespace)
 
 
 def test_injected_stream_cut_drops_the_connection_without_exit_status(api_client: client.ApiClient, namespace: str,

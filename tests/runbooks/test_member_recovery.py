@@ -47,6 +47,28 @@ def _all_healthy(mgmt: client.ApiClient, cluster: str, count: int = 3, timeout: 
     return wait_for(healthy, f"{count} healthy etcd members in {ns}", timeout=timeout, interval=0.5)
 
 
+def _pod_logs(mgmt: client.ApiClient, namespace: str, pod: str, only: tuple[str, ...] = ()) -> str:
+    """Every container's log of a pod, the previous run's too (only lines holding one of `only`, when
+    given): what a failed member test shows."""
+    core = client.CoreV1Api(mgmt)
+    try:
+        spec = core.read_namespaced_pod(pod, namespace).spec
+    except client.ApiException as e:
+        return f"pod/{pod}: {e.status}"
+    parts = []
+    for container in [c.name for c in (spec.init_containers or []) + spec.containers]:
+        for previous in (True, False):
+            try:
+                text = core.read_namespaced_pod_log(pod, namespace, container=container, previous=previous,
+                                                    _preload_content=False).data.decode(errors="replace")
+            except client.ApiException as e:
+                text = f"({e.status})"
+            if only:
+                text = "\n".join(line for line in text.splitlines() if any(o in line for o in only))
+            parts.append(f"--- {pod}/{container}{' (previous)' if previous else ''}\n{text[-3000:]}")
+    return "\n".join(parts)
+
+
 def _delete_hosted_cluster(mgmt: client.ApiClient, name: str) -> None:
     try:
         client.CustomObjectsApi(mgmt).delete_namespaced_custom_object(*HS, "clusters", "hostedclusters", name)
@@ -402,6 +424,62 @@ def test_killed_between_pvc_and_pod_and_while_waiting_reruns_finish_without_dele
 
 # -- a member etcd no longer lists, and a failure after the deletion ---------------------------------------------
 
+def test_etcd_refuses_a_peer_url_added_again_in_the_second_it_was_removed_and_add_member_waits_that_second_out(
+        rb_world: World, mgmt: client.ApiClient, ha: str) -> None:
+    """What reset-member does to a member the runbook added (remove it, add its peer URL again) fails
+    within the second of the runbook's add: etcd's member id is the peer URL hashed with the Unix
+    second, so the new id is the one just removed ("member not found"). `add_member` returns only
+    once that second has passed."""
+    import time
+
+    from hcp.etcd_health import peer_url
+    from hcp.etcd_replace import add_member
+    _all_healthy(mgmt, ha)
+    ns = _ns(ha)
+    time.sleep(6)  # the members' strict reconfiguration check (5 s connected)
+    url = peer_url("etcd-9", ns)  # a member that never starts: listed, unstarted, then removed again
+    dance = (f"set -u; id=$({_sh(etcdctl_argv('member', 'list'))} | grep etcd-9 | cut -d, -f1); "
+             f"{_sh(etcdctl_argv('member', 'remove'))} $id >/dev/null && "
+             f"{_sh(etcdctl_argv('member', 'add', 'etcd-9', f'--peer-urls={url}'))} >/dev/null 2>/tmp/add.err; "
+             "rc=$?; cat /tmp/add.err >&2; exit $rc")
+    try:
+        for _ in range(3):  # the raw add below must stay within one second; a loaded machine may not
+            # at the start of a second: add, then reset-member's remove and add, all in that second
+            script = (f"while [ $(date +%N | cut -c1) != 0 ]; do :; done; s=$(date +%s); "
+                      f"{_sh(etcdctl_argv('member', 'add', 'etcd-9', f'--peer-urls={url}'))} >/dev/null && "
+                      f"( {dance} ); rc=$?; [ $(date +%s) = $s ] || rc=99; exit $rc")
+            raw = pod_exec.run(mgmt, ns, "etcd-0", "etcd", ["sh", "-c", script], check=False)
+            _remove_member_by_url(mgmt, ns, url)
+            if raw.exit_code != 99:
+                break
+            time.sleep(6)
+        said = raw.stderr.decode(errors="replace")
+        assert raw.exit_code not in (0, 99) and "etcdserver: member not found" in said, (raw.exit_code, said)
+        time.sleep(6)
+        add_member(mgmt, ns, "etcd-0", "etcd-9")
+        done = pod_exec.run(mgmt, ns, "etcd-0", "etcd", ["sh", "-c", dance], check=False)
+        assert done.exit_code == 0, done.stderr.decode(errors="replace")
+        assert "etcd-9" in _sh_out(mgmt, ns, etcdctl_argv("member", "list"))
+    finally:
+        _remove_member_by_url(mgmt, ns, url)
+    _all_healthy(mgmt, ha, timeout=30)
+
+
+def _sh(argv: list[str]) -> str:
+    import shlex
+    return " ".join(shlex.quote(a) for a in argv)
+
+
+def _sh_out(mgmt: client.ApiClient, ns: str, argv: list[str]) -> str:
+    return pod_exec.run(mgmt, ns, "etcd-0", "etcd", argv).text
+
+
+def _remove_member_by_url(mgmt: client.ApiClient, ns: str, url: str) -> None:
+    for line in _sh_out(mgmt, ns, etcdctl_argv("member", "list")).splitlines():
+        if url in line:
+            pod_exec.run(mgmt, ns, "etcd-0", "etcd", etcdctl_argv("member", "remove", line.split(",")[0]))
+
+
 def test_a_member_removed_by_hand_is_added_back_and_a_stopped_run_says_how_to_continue(
         prefect_server: Path, rb_world: World, mgmt: client.ApiClient, access: ClusterAccess, ha: str) -> None:
     """Someone did the etcd docs' first step by hand (member remove), then HyperShift's (delete PVC and
@@ -437,7 +515,11 @@ def test_a_member_removed_by_hand_is_added_back_and_a_stopped_run_says_how_to_co
     stopped_report = _report_artifact(ha)
     assert "## Where the cluster is now" in stopped_report and "| etcd-2 |" in stopped_report
     assert "## To continue or recover" in stopped_report and f"--operation-id {p.operation_id}" in stopped_report
-    report = etcd_member_recovery(p)
+    try:
+        report = etcd_member_recovery(p)
+    except Exception as e:
+        membership = ("added member", "removed member", "rejected", "removed")
+        raise AssertionError(f"{e}\n{_pod_logs(mgmt, ns, 'etcd-2')}\n{_pod_logs(mgmt, ns, 'etcd-0', membership)}") from e
     assert report.status == "succeeded", report.error
     # the first run added it, before deleting; the re-run does not (a re-replacement of a replacement that never
     # joined adds it for its own reason, and says so)
