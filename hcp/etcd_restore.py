@@ -52,7 +52,7 @@ from hcp.waits import WaitTimeout, wait_for_set
 __all__ = ["EtcdRestoreError", "EtcdLayout", "read_layout", "stop_statefulset", "wait_statefulset_stopped",
            "DATA_POD_APP", "data_pod_deployment", "start_data_pods", "copy_into_pod", "download_into_pod",
            "download_script", "DownloadUnavailable", "snapshot_in_pod", "restore_script", "run_restore",
-           "remove_data_pod", "start_statefulset", "wait_members_healthy", "remove_previous_data", "previous_data_dir",
+           "remove_data_pods", "start_statefulset", "wait_members_healthy", "remove_previous_data", "previous_data_dir",
            "RESTORE_ROOT"]
 
 STATEFULSET = "etcd"
@@ -472,7 +472,7 @@ def run_restore(api: client.ApiClient, layout: EtcdLayout, pod: str, operation_i
                                          "with the same operation id") from e
 
 
-def remove_data_pod(api: client.ApiClient, namespace: str, timeout: float) -> bool:
+def remove_data_pods(api: client.ApiClient, namespace: str, timeout: float) -> bool:
     """Delete every data-access Deployment (one per member; a single one from an earlier version of
     this runbook) and wait until their pods are gone (they hold the claims)."""
     apps = client.AppsV1Api(api)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 
 from prefect import task
@@ -12,6 +11,7 @@ from hcp import etcd_member
 from hcp.etcd_member import EtcdMember, MemberStatus, SnapshotInfo
 from hcp.run_target import RunTarget
 from tasks.checkpoint import checkpointed
+from tasks.runbook import each_with_own_client
 
 __all__ = ["member_statuses", "take_snapshot", "remove_snapshot_file", "snapshot_file_present", "Snapshot", "snapshot_path"]
 
@@ -36,17 +36,8 @@ def member_statuses(target: RunTarget) -> list[MemberStatus]:
     finally:
         api.close()
 
-    def status(pod: str) -> MemberStatus:
-        # An ApiClient per member: the client's exec swaps its ApiClient's request method while it
-        # runs, so execs that overlap must not share one.
-        api = target.api_client()
-        try:
-            return etcd_member.member_status(api, EtcdMember(namespace, pod))
-        finally:
-            api.close()
-
-    with ThreadPoolExecutor(max_workers=max(1, len(pods)), thread_name_prefix="etcd-status") as pool:
-        return list(pool.map(status, pods))
+    return each_with_own_client(target, lambda api, pod: etcd_member.member_status(api, EtcdMember(namespace, pod)),
+                                pods)
 
 
 @checkpointed(name="snapshot-etcd")

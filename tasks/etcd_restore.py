@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import tempfile
 from datetime import datetime, timezone
-from functools import partial
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 from kubernetes import client
 from prefect import task
@@ -34,7 +33,7 @@ from hcp.waits import WaitTimeout, wait_for_object
 from tasks.aws import s3_client
 from tasks.checkpoint import checkpointed
 from tasks.etcd import snapshot_path
-from tasks.runbook import side_by_side
+from tasks.runbook import each_with_own_client
 
 __all__ = ["read_etcd_layout", "choose_backup", "fetch_snapshot", "stop_etcd", "wait_etcd_stopped",
            "start_data_pods", "copy_snapshot", "restore_data", "remove_data_pods", "start_etcd", "verify_restore",
@@ -191,19 +190,6 @@ def _s3_ca_bundle(s3: Any) -> bytes | None:
     return None
 
 
-def _each_pod(target: RunTarget, pods: dict[str, str], work: Callable[[client.ApiClient, str, str], Any]) -> list[Any]:
-    """`work(api, member, pod)` in every data pod at once, each with an ApiClient of its own (execs
-    that overlap must not share one)."""
-    def one(member: str) -> Any:
-        api = target.api_client()
-        try:
-            return work(api, member, pods[member])
-        finally:
-            api.close()
-
-    return side_by_side(*[partial(one, m) for m in pods])
-
-
 @task(name="copy-snapshot-in", retries=1, retry_delay_seconds=2)
 def copy_snapshot(target: RunTarget, layout: EtcdLayout, pods: dict[str, str], snapshot: LocalSnapshot,
                   timeout_seconds: float, aws: AwsAccess | None = None, pod_download: bool = True) -> SnapshotIn:
@@ -237,7 +223,7 @@ def copy_snapshot(target: RunTarget, layout: EtcdLayout, pods: dict[str, str], s
         etcd_restore.copy_into_pod(api, layout, pod, Path(snapshot.path), snapshot.sha256, timeout=timeout_seconds)
         return SnapshotIn(how="copied", note=note)
 
-    results = _each_pod(target, pods, put_in)
+    results = each_with_own_client(target, lambda api, member: put_in(api, member, pods[member]), pods)
     for how in ("copied", "downloaded"):  # the report names the slowest way any pod got it
         notes = sorted({r.note for r in results if r.how == how and r.note})
         if any(r.how == how for r in results):
@@ -249,15 +235,15 @@ def copy_snapshot(target: RunTarget, layout: EtcdLayout, pods: dict[str, str], s
 def restore_data(target: RunTarget, layout: EtcdLayout, pods: dict[str, str], snapshot: LocalSnapshot,
                  timeout_seconds: float) -> RestoredData:
     """Every member's restore in its own data pod, side by side."""
-    outputs = _each_pod(target, pods, lambda api, member, pod: etcd_restore.run_restore(
-        api, layout, pod, target.operation_id, members=[member], skip_hash_check=snapshot.restore_skips_hash_check,
-        timeout=timeout_seconds))
+    outputs = each_with_own_client(target, lambda api, member: etcd_restore.run_restore(
+        api, layout, pods[member], target.operation_id, members=[member], skip_hash_check=snapshot.restore_skips_hash_check,
+        timeout=timeout_seconds), pods)
     return RestoredData(at=datetime.now(timezone.utc), output="\n".join(outputs)[-2000:])
 
 
 @task(name="remove-data-pods")
 def remove_data_pods(target: RunTarget, layout: EtcdLayout, timeout_seconds: float) -> bool:
-    return etcd_restore.remove_data_pod(target.api_client(), layout.namespace, timeout_seconds)
+    return etcd_restore.remove_data_pods(target.api_client(), layout.namespace, timeout_seconds)
 
 
 @task(name="start-etcd")

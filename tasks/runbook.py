@@ -13,8 +13,9 @@ import logging
 import time
 from concurrent.futures import ThreadPoolExecutor, wait
 from datetime import datetime, timezone
+from functools import partial
 from types import TracebackType
-from typing import Any, Callable, Literal
+from typing import Any, Callable, Iterable, Literal
 from uuid import UUID
 
 from kubernetes import client
@@ -86,6 +87,20 @@ def side_by_side(*calls: Callable[[], Any]) -> list[Any]:
         futures = [pool.submit(contextvars.copy_context().run, call) for call in calls]
         wait(futures)
     return [f.result() for f in futures]
+
+
+def each_with_own_client(target: RunTarget, work: Callable[[client.ApiClient, Any], Any], items: Iterable[Any]) -> list[Any]:
+    """`work(api, item)` for every item side by side, each with an ApiClient of its own, closed
+    after (the client's exec swaps its ApiClient's request method while it runs: execs that overlap
+    must not share one)."""
+    def one(item: Any) -> Any:
+        api = target.api_client()
+        try:
+            return work(api, item)
+        finally:
+            api.close()
+
+    return side_by_side(*[partial(one, item) for item in items])
 
 
 def artifact_key(*parts: str) -> str:
