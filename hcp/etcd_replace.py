@@ -305,12 +305,22 @@ def wait_caught_up(api: client.ApiClient, choice: MemberChoice, *, timeout: floa
 
 
 def _init_log(api: client.ApiClient, namespace: str, pod: str) -> str:
-    """The last lines reset-member printed (why the member was not added back), or why they cannot be read."""
-    try:
-        text = client.CoreV1Api(api).read_namespaced_pod_log(pod, namespace, container="reset-member", tail_lines=4)
-    except ApiException as e:
-        return f"(its reset-member log cannot be read: {e.status} {e.reason})"
-    return " / ".join(line.strip() for line in (text or "").splitlines() if line.strip())[-600:]
+    """The last lines reset-member printed (why the member was not added back), its failed run's
+    first when it ran twice (`logs --previous`: the retry only says there is nothing to do), or why
+    they cannot be read."""
+    core = client.CoreV1Api(api)
+    said = []
+    for previous in (True, False):
+        try:
+            text = core.read_namespaced_pod_log(pod, namespace, container="reset-member", tail_lines=4,
+                                                previous=previous, _preload_content=False).data.decode(errors="replace")
+        except ApiException as e:
+            if previous:
+                continue  # it ran once
+            return f"(its reset-member log cannot be read: {e.status} {e.reason})"
+        lines = " / ".join(line.strip() for line in text.splitlines() if line.strip())
+        said.append(f"{'(failed run) ' if previous else ''}{lines[-600:]}")
+    return " // then: ".join(said)
 
 
 def _repair(api: client.ApiClient, table: HealthTable, row: MemberRow, on_change: OnChange) -> list[str]:
