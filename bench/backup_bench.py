@@ -246,7 +246,7 @@ def _child_diag(spec: dict[str, Any]) -> dict[str, Any]:
         timed("hashed_stream_into_upload", lambda: upload_snapshot_file(api, member, path, s3, bucket, f"{prefix}/c.db",
                                                                         size_bytes=pod_size, **sse))
         live = save_and_stream_snapshot(api, member, path + ".live")
-        timed("live_stream", lambda: drain(live))
+        timed("live_stream", lambda: (drain(live), live.info))  # the bytes, then the facts that follow them
         out["live_save_s"] = live.save_seconds
         saved = timed("live_into_upload", lambda: save_and_upload_snapshot(api, member, path + ".live", s3, bucket,
                                                                            f"{prefix}/d.db", concurrency=8, **sse))

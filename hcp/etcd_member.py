@@ -357,6 +357,7 @@ def _hashed_stream_script(path: str) -> str:
 _FACTS_MARK = "--- hcp-runbooks: snapshot facts ---"
 _FAILED_MARK = "--- hcp-runbooks: failed at"
 _REMOVED_MARK = "--- hcp-runbooks: snapshot file removed ---"
+_BYTES_MARK = "--- hcp-runbooks: snapshot bytes"
 
 
 class LiveSnapshotStream(Iterator[bytes]):
@@ -382,29 +383,70 @@ class LiveSnapshotStream(Iterator[bytes]):
         self.argv = ["sh", "-c", _live_stream_script(path, remove_after)]
         self.removed = False
         self._stderr = bytearray()
+        self._live = bytearray()
+        self._sent = 0
+        self._size: int | None = None  # the saved file's size, once the script has said it
         self._info: SnapshotInfo | None = None
         self.save_seconds: float | None = None
         self._chunks = pod_exec.stream_stdout(api, member.namespace, member.pod, member.container, self.argv,
                                               chunk_bytes=chunk_bytes, idle_timeout=idle_timeout,
-                                              stderr_sink=self._stderr)
+                                              stderr_sink=self._stderr, live_stderr=self._live,
+                                              flush_mark=_BYTES_MARK.encode())
 
     def __next__(self) -> bytes:
-        try:
-            return next(self._chunks)
-        except StopIteration:
-            self._info = self._facts()
-            raise
-        except ExecError as e:
-            raise self._failure(e) from e
+        while not self.complete:
+            try:
+                chunk = next(self._chunks)
+            except StopIteration:
+                self._info = self._facts()
+                raise
+            except ExecError as e:
+                raise self._failure(e) from e
+            self._sent += len(chunk)
+            if self._size is None:
+                found = re.search(rb"^" + re.escape(_BYTES_MARK.encode()) + rb" (\d+) ---$", self._live, re.MULTILINE)
+                self._size = int(found.group(1)) if found else None
+            if self._size is not None and self._sent > self._size:
+                self._chunks.close()
+                raise EtcdMemberError(f"{self._sent} bytes streamed, the saved file {self.path} has {self._size}",
+                                      namespace=self.member.namespace, pod=self.member.pod, step="stream snapshot",
+                                      cluster=_cluster_name(self.api), command=self.save_argv,
+                                      next_step="retry the backup (a new snapshot and stream)")
+            if chunk:
+                return chunk
+        raise StopIteration
+
+    @property
+    def complete(self) -> bool:
+        """Every byte of the saved file has been read (the facts may still be on their way)."""
+        return self._size is not None and self._sent == self._size
 
     def close(self) -> None:
-        self._chunks.close()
+        """Stop the exec, unless every byte is out: then the facts are still awaited (`info`)."""
+        if not self.complete:
+            self._chunks.close()
 
     @property
     def info(self) -> SnapshotInfo:
+        if self._info is None and self.complete:
+            self._drain()
         if self._info is None:
             raise RuntimeError(f"the snapshot {self.path} is described once its stream is read to the end")
         return self._info
+
+    def _drain(self) -> None:
+        """The rest of the exec after the last byte: nothing more on stdout, then the facts."""
+        try:
+            for extra in self._chunks:
+                if extra:
+                    raise EtcdMemberError(f"more bytes than the saved file {self.path} ({self._size}) streamed",
+                                          namespace=self.member.namespace, pod=self.member.pod,
+                                          step="stream snapshot", cluster=_cluster_name(self.api),
+                                          command=self.save_argv,
+                                          next_step="retry the backup (a new snapshot and stream)")
+        except ExecError as e:
+            raise self._failure(e) from e
+        self._info = self._facts()
 
     def _facts(self) -> SnapshotInfo:
         text = self._stderr.decode("utf-8", "replace")
@@ -458,7 +500,10 @@ def _live_stream_script(path: str, remove_after: bool = False) -> str:
     follows that descriptor, so etcdctl's truncation of an empty file and its rename change nothing
     for it, and, told etcdctl's pid, tail reads what is left once etcdctl has exited, then ends
     (coreutils tail_forever: one more read after the writer is gone). Reading it from stdin (a
-    regular file) makes tail poll every 0.1 s instead of using inotify. Then, on the final file:
+    regular file) makes tail poll every 0.1 s instead of using inotify. Once etcdctl and tail have
+    succeeded, the file's size goes to stderr (`_BYTES_MARK`): the reader has every byte once it has
+    that many and can finish with them (an upload completes) while the facts are computed. Then, on
+    the final file:
     `snapshot status`, size, SHA-256 and the server's version (`_facts_script`), and how long etcdctl
     ran, on stderr (stdout is the snapshot) after a mark (collected in a file first: the commands'
     own warnings go to stderr too). A failure says which part failed on stderr
@@ -478,6 +523,7 @@ def _live_stream_script(path: str, remove_after: bool = False) -> str:
             f"tail -c +1 -f -s 0.1 --pid=$saver <&3 3<&-; tailed=$?; exec 3<&-; "
             f"wait $saver; rc=$?; t1=$(date +%s%N); "
             f"[ $rc -eq 0 ] || {fail('snapshot save', '$rc')}; [ $tailed -eq 0 ] || {fail('stream', '$tailed')}; "
+            f"size=$(stat -c %s {q}) || {fail('stream', 1)}; echo \"{_BYTES_MARK} $size ---\" >&2; "
             f"{hasher}( {_facts_script(path, True, '$hasher')} ) > {q}.facts; rc=$?; "
             f"[ $rc -eq 0 ] || {{ rm -f {q}.facts; {fail('snapshot status', '$rc')}; }}; "
             f"{{ echo '{_FACTS_MARK}'; echo \"$t0 $t1\"; cat {q}.facts; }} >&2; rc=$?; rm -f {q}.facts; "

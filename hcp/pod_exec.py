@@ -93,23 +93,35 @@ def run(api: client.ApiClient | client.CoreV1Api, namespace: str, pod: str, cont
 
 def stream_stdout(api: client.ApiClient | client.CoreV1Api, namespace: str, pod: str, container: str | None,
                   argv: Sequence[str], chunk_bytes: int = 1 << 20, *, idle_timeout: float = 60.0,
-                  cluster: str | None = None, stderr_sink: bytearray | None = None) -> Iterator[bytes]:
+                  cluster: str | None = None, stderr_sink: bytearray | None = None,
+                  live_stderr: bytearray | None = None, flush_mark: bytes | None = None) -> Iterator[bytes]:
     """Yield the command's stdout in chunks of about `chunk_bytes` (at most `chunk_bytes` plus one
     WebSocket frame is held); each chunk is a bytearray of its own (no copy to bytes). After the last chunk, raise `ExecStreamError` if no exit status came
     (the stream was cut), the command exited non-zero, or nothing arrived for `idle_timeout` seconds.
     Closing the generator early closes the connection (the server then kills the command).
     `stderr_sink`: when the command exited 0, its stderr (the last 64 KiB) is appended to it before
-    the generator finishes: a side channel for what a command has to say while stdout carries data."""
+    the generator finishes: a side channel for what a command has to say while stdout carries data.
+    `live_stderr`: stderr is appended to it as it arrives; once it holds `flush_mark`, what stdout
+    holds is yielded at once (an empty chunk if nothing) and every later stdout frame as it comes:
+    a command that says on stderr that its data is complete lets the reader finish with the data
+    while the command goes on."""
     if chunk_bytes <= 0:
         raise ValueError("chunk_bytes must be positive")
     session = _Session(api, namespace, pod, container, argv, cluster)
     buf = bytearray()
+    flushing = False
     try:
         for channel, data in session.frames(idle_timeout=idle_timeout):
             if channel != STDOUT:
+                if live_stderr is not None:
+                    live_stderr += data
+                    if flush_mark is not None and not flushing and flush_mark in live_stderr:
+                        flushing = True
+                        chunk, buf = buf, bytearray()
+                        yield chunk
                 continue
             buf += data
-            if len(buf) >= chunk_bytes:
+            if flushing or len(buf) >= chunk_bytes:
                 chunk, buf = buf, bytearray()  # handed over, not copied
                 yield chunk
     finally:
