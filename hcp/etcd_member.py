@@ -369,10 +369,12 @@ class LiveSnapshotStream(Iterator[bytes]):
     that streamed: the uploader's own hash of those must equal it), and `save_seconds` how long
     etcdctl ran (measured in the pod; None if its clock could not say). With `remove_after`, the
     script removes the file once its facts are known (`removed` then says whether it could): for a
-    caller that takes a new snapshot rather than stream this one again. Raises EtcdMemberError
-    (after the last chunk, so a consumer never keeps a short copy) when etcdctl, the stream or the
-    facts failed, or the stream was cut; closing it closes the exec's connection (the server then
-    stops etcdctl too)."""
+    caller that takes a new snapshot rather than stream this one again. The iteration ends with the
+    file's last byte (the script says the size once etcdctl and the stream succeeded), while the pod
+    is still computing the facts: `info` waits for them. Raises EtcdMemberError (never before the
+    last chunk with a short copy looking whole) when etcdctl or the stream failed, the stream was cut
+    or brought more bytes than the file; `info` raises it when the facts failed. Closing it before
+    the last byte closes the exec's connection (the server then stops etcdctl too)."""
 
     def __init__(self, api: client.ApiClient | client.CoreV1Api, member: EtcdMember, path: str,
                  chunk_bytes: int = 1 << 20, *, idle_timeout: float = 300.0, remove_after: bool = False) -> None:
