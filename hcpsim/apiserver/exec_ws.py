@@ -44,6 +44,7 @@ from starlette.responses import Response
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from hcpsim.apiserver.errors import ApiError
+from hcpsim.apiserver.faults import ExecCut
 from hcpsim.runtime.sandbox import ProcessSpec
 
 V5 = "v5.channel.k8s.io"
@@ -170,9 +171,12 @@ class StreamCut(Exception):
     """A fault injected by a test: the stream is cut mid-transfer (no exit status is sent)."""
 
 
-async def _pump(fd: int, channel: int, out: _Channels, cut_after: int | None = None) -> None:
-    """Copy a process output fd to a channel until EOF (EIO: the pty slave side closed)."""
+async def _pump(fd: int, channel: int, out: _Channels, cut_after: int | None = None,
+                cut_on: bytes | None = None) -> None:
+    """Copy a process output fd to a channel until EOF (EIO: the pty slave side closed). Fault
+    injection: `cut_after` bytes, or up to the end of `cut_on`, then StreamCut."""
     sent = 0
+    tail = bytearray()  # the last bytes sent, to find `cut_on` across frames
     while True:
         try:
             data = os.read(fd, FRAME)
@@ -188,6 +192,13 @@ async def _pump(fd: int, channel: int, out: _Channels, cut_after: int | None = N
         if cut_after is not None and sent + len(data) > cut_after:
             await out.send(channel, data[:max(0, cut_after - sent)])
             raise StreamCut()
+        if cut_on is not None:
+            tail += data
+            at = tail.find(cut_on)
+            if at >= 0:
+                await out.send(channel, data[:len(data) - (len(tail) - at - len(cut_on))])
+                raise StreamCut()
+            del tail[:-len(cut_on)]
         sent += len(data)
         await out.send(channel, data)
 
@@ -287,11 +298,11 @@ async def deny(websocket: WebSocket, error: ApiError) -> None:
 
 
 async def serve_exec(websocket: WebSocket, spec: ProcessSpec, *, stdin: bool, stdout: bool, stderr: bool,
-                     tty: bool, command: list[str] | None = None, cut_stdout_after: int | None = None) -> None:
+                     tty: bool, command: list[str] | None = None, cut: ExecCut | None = None) -> None:
     """Accept the websocket, run `spec`, stream it, report its exit; returns when all is done.
 
     `command` (the user's argv, for the failure message) defaults to spec.argv.
-    `cut_stdout_after` (fault injection): drop the connection after that many stdout bytes.
+    `cut` (fault injection): where to drop the connection (see hcpsim.apiserver.faults.ExecCut).
     """
     protocol = select_subprotocol(websocket.headers.get("sec-websocket-protocol"))
     if protocol is None:
@@ -358,7 +369,8 @@ async def serve_exec(websocket: WebSocket, spec: ProcessSpec, *, stdin: bool, st
         await ch.send(first, b"")
         receiver = asyncio.create_task(receive())
         waiter = asyncio.create_task(_wait_process(proc))
-        pumps = [asyncio.create_task(_pump(fd, c, ch, cut_stdout_after if c == STDOUT else None))
+        pumps = [asyncio.create_task(_pump(fd, c, ch, cut.stdout_after if cut and c == STDOUT else None,
+                                           cut.stderr_mark if cut and c == STDERR else None))
                  for fd, c in ((out_fd, STDOUT), (err_fd, STDERR)) if fd is not None]
         tasks = [receiver, waiter, *pumps]
         pending: set[asyncio.Task[Any]] = {waiter, *pumps}

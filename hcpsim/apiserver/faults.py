@@ -10,6 +10,15 @@ import threading
 from dataclasses import dataclass
 
 
+@dataclass(frozen=True)
+class ExecCut:
+    """Where an exec stream is dropped: after `stdout_after` bytes of stdout, or right after its
+    stderr has said `stderr_mark` (what it sent up to there arrives; no exit status ever does)."""
+
+    stdout_after: int | None = None
+    stderr_mark: bytes | None = None
+
+
 @dataclass
 class FaultRule:
     remaining: int
@@ -28,7 +37,7 @@ class Faults:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._rules: list[FaultRule] = []
-        self._exec_cuts: list[tuple[int, str | None]] = []
+        self._exec_cuts: list[tuple[ExecCut, str | None]] = []
 
     def fail_next(self, count: int, *, code: int = 503, method: str | None = None, path_contains: str | None = None,
                   delay: float = 0.0) -> FaultRule:
@@ -48,19 +57,23 @@ class Faults:
                     return rule
         return None
 
-    def cut_next_exec(self, after_bytes: int, count: int = 1, *, command: str | None = None) -> None:
+    def cut_next_exec(self, after_bytes: int | None = None, count: int = 1, *, command: str | None = None,
+                      after_stderr: str | None = None) -> None:
         """The next `count` exec streams (whose command line contains `command`, if given) are
-        dropped after `after_bytes` bytes of stdout."""
+        dropped after `after_bytes` bytes of stdout, or once their stderr has said `after_stderr`."""
+        if (after_bytes is None) == (after_stderr is None):
+            raise ValueError("give after_bytes or after_stderr")
+        cut = ExecCut(after_bytes, after_stderr.encode() if after_stderr is not None else None)
         with self._lock:
-            self._exec_cuts.extend([(after_bytes, command)] * count)
+            self._exec_cuts.extend([(cut, command)] * count)
 
-    def take_exec_cut(self, command: list[str] | None = None) -> int | None:
+    def take_exec_cut(self, command: list[str] | None = None) -> ExecCut | None:
         line = " ".join(command or [])
         with self._lock:
-            for i, (after, wanted) in enumerate(self._exec_cuts):
+            for i, (cut, wanted) in enumerate(self._exec_cuts):
                 if wanted is None or wanted in line:
                     del self._exec_cuts[i]
-                    return after
+                    return cut
         return None
 
     def clear(self) -> None:

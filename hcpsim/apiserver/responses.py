@@ -448,7 +448,7 @@ class ApiApp:
             await exec_ws.deny(websocket, e)
             return
         await exec_ws.serve_exec(websocket, spec, stdin=options.stdin, stdout=options.stdout, stderr=options.stderr,
-                                 tty=options.tty, command=options.command, cut_stdout_after=self.faults.take_exec_cut(options.command))
+                                 tty=options.tty, command=options.command, cut=self.faults.take_exec_cut(options.command))
 
 
 def _media_type(headers: dict[str, str]) -> str:

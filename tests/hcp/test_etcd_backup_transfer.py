@@ -286,6 +286,26 @@ def test_cut_while_saving_and_uploading_leaves_nothing(hcp_world, mgmt1_api, s3,
     assert _listing(mgmt1_api) == before
 
 
+def test_cut_after_the_last_byte_while_the_pod_says_its_facts_leaves_nothing(hcp_world, mgmt1_api, s3, bucket,  # type: ignore[no-untyped-def]
+                                                                             bulky_etcd) -> None:
+    """The upload completes with the snapshot's last byte while the pod computes the facts: a stream
+    cut then (the size said, the facts not) removes the object the upload had completed."""
+    member = EtcdMember(NAMESPACE, POD, CONTAINER)
+    path = f"/var/lib/data/hcp-runbooks-test-{uuid.uuid4().hex[:6]}.db"
+    key = _key()
+    before = _listing(mgmt1_api)
+    hcp_world.cluster("mgmt1").faults.cut_next_exec(after_stderr="--- hcp-runbooks: snapshot facts ---",
+                                                    command=f"snapshot save {path}")
+    try:
+        with pytest.raises(EtcdMemberError) as err:
+            save_and_upload_snapshot(mgmt1_api, member, path, s3, bucket, key, part_size=5 * MiB)
+        assert err.value.step == "stream snapshot" and "without an exit status" in str(err.value)
+        _assert_nothing_left(s3, bucket, key)
+    finally:
+        remove_snapshot(mgmt1_api, member, path)
+    assert _listing(mgmt1_api) == before
+
+
 def test_etcdctl_killed_mid_save_leaves_no_object(mgmt1_access, mgmt1_api, s3, bucket, bulky_etcd) -> None:  # type: ignore[no-untyped-def]
     """etcdctl dies after it has written part of the file (and some of it has gone up): the upload
     is aborted, whatever tail had streamed."""
