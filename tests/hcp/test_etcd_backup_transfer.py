@@ -12,6 +12,7 @@ import shlex
 import threading
 import tracemalloc
 import uuid
+from typing import Any
 
 import pytest
 
@@ -270,12 +271,14 @@ def test_saved_and_uploaded_at_once(mgmt1_api, s3, bucket, bulky_etcd) -> None: 
         remove_snapshot(mgmt1_api, member, path)
 
 
-def test_cut_while_saving_and_uploading_leaves_nothing(hcp_world, mgmt1_api, s3, bucket, bulky_etcd) -> None:  # type: ignore[no-untyped-def]
+def _save_and_upload_cut(hcp_world, mgmt1_api, s3, bucket, **cut: Any) -> None:  # type: ignore[no-untyped-def]
+    """save_and_upload_snapshot with its exec cut as `cut` says (faults.cut_next_exec): the stream
+    fails without an exit status, and nothing is left in S3 or in the pod."""
     member = EtcdMember(NAMESPACE, POD, CONTAINER)
     path = f"/var/lib/data/hcp-runbooks-test-{uuid.uuid4().hex[:6]}.db"
     key = _key()
     before = _listing(mgmt1_api)
-    hcp_world.cluster("mgmt1").faults.cut_next_exec(after_bytes=11 * MiB, command=f"snapshot save {path}")
+    hcp_world.cluster("mgmt1").faults.cut_next_exec(command=f"snapshot save {path}", **cut)
     try:
         with pytest.raises(EtcdMemberError) as err:
             save_and_upload_snapshot(mgmt1_api, member, path, s3, bucket, key, part_size=5 * MiB)
@@ -284,26 +287,17 @@ def test_cut_while_saving_and_uploading_leaves_nothing(hcp_world, mgmt1_api, s3,
     finally:
         remove_snapshot(mgmt1_api, member, path)
     assert _listing(mgmt1_api) == before
+
+
+def test_cut_while_saving_and_uploading_leaves_nothing(hcp_world, mgmt1_api, s3, bucket, bulky_etcd) -> None:  # type: ignore[no-untyped-def]
+    _save_and_upload_cut(hcp_world, mgmt1_api, s3, bucket, after_bytes=11 * MiB)
 
 
 def test_cut_after_the_last_byte_while_the_pod_says_its_facts_leaves_nothing(hcp_world, mgmt1_api, s3, bucket,  # type: ignore[no-untyped-def]
                                                                              bulky_etcd) -> None:
     """The upload completes with the snapshot's last byte while the pod computes the facts: a stream
     cut then (the size said, the facts not) removes the object the upload had completed."""
-    member = EtcdMember(NAMESPACE, POD, CONTAINER)
-    path = f"/var/lib/data/hcp-runbooks-test-{uuid.uuid4().hex[:6]}.db"
-    key = _key()
-    before = _listing(mgmt1_api)
-    hcp_world.cluster("mgmt1").faults.cut_next_exec(after_stderr="--- hcp-runbooks: snapshot facts ---",
-                                                    command=f"snapshot save {path}")
-    try:
-        with pytest.raises(EtcdMemberError) as err:
-            save_and_upload_snapshot(mgmt1_api, member, path, s3, bucket, key, part_size=5 * MiB)
-        assert err.value.step == "stream snapshot" and "without an exit status" in str(err.value)
-        _assert_nothing_left(s3, bucket, key)
-    finally:
-        remove_snapshot(mgmt1_api, member, path)
-    assert _listing(mgmt1_api) == before
+    _save_and_upload_cut(hcp_world, mgmt1_api, s3, bucket, after_stderr="--- hcp-runbooks: snapshot facts ---")
 
 
 def test_etcdctl_killed_mid_save_leaves_no_object(mgmt1_access, mgmt1_api, s3, bucket, bulky_etcd) -> None:  # type: ignore[no-untyped-def]
