@@ -9,7 +9,6 @@ import gc
 import hashlib
 import json
 import shlex
-import threading
 import tracemalloc
 import uuid
 from typing import Any
@@ -300,37 +299,35 @@ def test_cut_after_the_last_byte_while_the_pod_says_its_facts_leaves_nothing(hcp
     _save_and_upload_cut(hcp_world, mgmt1_api, s3, bucket, after_stderr="--- hcp-runbooks: snapshot facts ---")
 
 
-def test_etcdctl_killed_mid_save_leaves_no_object(mgmt1_access, mgmt1_api, s3, bucket, bulky_etcd) -> None:  # type: ignore[no-untyped-def]
+def test_etcdctl_killed_mid_save_leaves_no_object(mgmt1_api, s3, bucket, bulky_etcd) -> None:  # type: ignore[no-untyped-def]
     """etcdctl dies after it has written part of the file (and some of it has gone up): the upload
     is aborted, whatever tail had streamed."""
     member = EtcdMember(NAMESPACE, POD, CONTAINER)
     path = f"/var/lib/data/hcp-runbooks-test-{uuid.uuid4().hex[:6]}.db"
     key = _key()
     before = _listing(mgmt1_api)
-    # In the pod, beside the backup: as soon as etcdctl has written its first MiB, kill it. An
-    # ApiClient of its own: the client's exec swaps its ApiClient's request method while it runs.
-    # The backup starts once the killer is watching (it says so with a file).
+    # In the pod, beside the backup: as soon as etcdctl has written its first MiB, kill it. The killer
+    # runs in the background of an exec that returns at once (a second exec held open beside the
+    # backup's once took longer than its timeout to start on a loaded CI machine); it says it is
+    # watching with a file, and gives up after 120 s.
     ready = f"{path}.killer-ready"
-    killer_api = mgmt1_access.api_client()
-    killer = threading.Thread(target=_in_pod, args=(killer_api, "sh", "-c",
-                              f"touch {ready}; while [ \"$(stat -c %s {path}.part 2>/dev/null || echo 0)\" -lt {MiB} ]; "
-                              f"do :; done; pkill -KILL -f '^[^ ]*etcdctl .*snapshot save {path}$'; rm -f {ready}"),
-                              kwargs={"timeout": 60}, daemon=True)
-    killer.start()
-    # (90 s: on a loaded 2-core CI machine the killer's exec once took longer than 30 s to start)
-    wait_for(lambda: not killer.is_alive() or _exists(mgmt1_api, ready), "the killer to watch", timeout=90)
-    assert killer.is_alive() or _exists(mgmt1_api, ready), "the killer's exec ended before it watched"
+    killer = (f"touch {ready}; end=$(( $(date +%s) + 120 )); "
+              f"while [ \"$(stat -c %s {path}.part 2>/dev/null || echo 0)\" -lt {MiB} ] && [ $(date +%s) -lt $end ]; "
+              f"do :; done; pkill -KILL -f '^[^ ]*etcdctl .*snapshot save {path}$'; rm -f {ready}")
+    _in_pod(mgmt1_api, "sh", "-c", f"nohup sh -c {shlex.quote(killer)} >/dev/null 2>&1 &")
+    wait_for(lambda: _exists(mgmt1_api, ready), "the killer to watch", timeout=90)
     try:
         with pytest.raises(EtcdMemberError) as err:
             save_and_upload_snapshot(mgmt1_api, member, path, s3, bucket, key, part_size=5 * MiB)
-        killer.join(30)
         # etcdctl was killed, not the script: it saw etcdctl fail and said so
         assert err.value.step == "snapshot save" and "exited 137" in str(err.value)
         assert "failed at snapshot save" in str(err.value)
         _assert_nothing_left(s3, bucket, key)
     finally:
-        killer.join(30)
-        killer_api.close()
+        # the killer, if it still waits (a bracket in the pattern: pkill's own command line must not match)
+        pod_exec.run(mgmt1_api, NAMESPACE, POD, CONTAINER, ["pkill", "-KILL", "-f", f"{path}.[k]iller-ready"],
+                     check=False)
+        _in_pod(mgmt1_api, "rm", "-f", ready)
         remove_snapshot(mgmt1_api, member, path)
     assert _listing(mgmt1_api) == before
 
