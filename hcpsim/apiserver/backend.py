@@ -69,7 +69,8 @@ class Backend:
         self.store = store or Store()
         self.registry = registry or Registry()
         # A hook may take over a delete (a pod with a grace period is stopped by the kubelet first);
-        # it returns True when it did and the object stays with deletionTimestamp set.
+        # it returns True when it did and the object stays with deletionTimestamp set. It is asked again
+        # when the object is already terminating (a shorter grace period brings the stop forward).
         self.graceful_delete_hooks: dict[tuple[str, str], DeleteHook] = {}
         self._dependents: dict[str, set[tuple[tuple[str, str], str, str]]] = {}
         self._gc_lock = threading.RLock()
@@ -246,7 +247,7 @@ class Backend:
             if rt.key == NAMESPACE_KEY:
                 return self._delete_namespace(rt, obj), False
             hook = self.graceful_delete_hooks.get(rt.key)
-            if not finalizers and not meta.get("deletionTimestamp") and hook and hook(rt, obj, options):
+            if not finalizers and hook and hook(rt, obj, options):
                 return self._out(rt, self.store.get(rt.key, namespace or "", name) or obj, None), False
             if finalizers:
                 if meta.get("deletionTimestamp") and finalizers == list(meta.get("finalizers") or []):

@@ -438,11 +438,22 @@ class Kubelet:
         self.backend.update(self._pods_type(), meta["namespace"], meta["name"], updated, subresource="status")
 
     def _graceful_delete(self, rt: ResourceType, pod: dict, options: DeleteOptions) -> bool:
-        """A running pod is stopped first (SIGTERM, then SIGKILL after the grace period), then removed."""
+        """A running pod is stopped first (SIGTERM, then SIGKILL after the grace period), then removed.
+        A pod already terminating stays, as with a real API server: a delete with a shorter grace period
+        brings its SIGKILL forward (`kubectl delete --grace-period=1` on a pod that hangs in its stop);
+        grace period 0 removes it at once (a force delete)."""
         uid = pod["metadata"]["uid"]
         if uid not in self._started or options.grace_period_seconds == 0:
             return False
         grace = options.grace_period_seconds
+        if pod["metadata"].get("deletionTimestamp"):
+            current = pod["metadata"].get("deletionGracePeriodSeconds")
+            if grace is not None and (current is None or grace < current):
+                updated = copy_obj(pod)
+                updated["metadata"]["deletionGracePeriodSeconds"] = grace
+                self.backend.store.put(PODS, updated, "MODIFIED")
+                self.runtime.shorten_stop(uid, min(float(grace), self.max_grace_seconds))
+            return True
         if grace is None:
             grace = (pod.get("spec") or {}).get("terminationGracePeriodSeconds", 30)
         updated = copy_obj(pod)

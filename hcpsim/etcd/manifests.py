@@ -316,6 +316,13 @@ def statefulset(namespace: str, *, replicas: int = 3, image: str = DEFAULT_ETCD_
                     "restartPolicy": "Always",
                     "schedulerName": "default-scheduler",
                     "terminationGracePeriodSeconds": 30,
+                    # HyperShift's control plane isolation (support/config DeploymentConfig.setControlPlaneIsolation):
+                    # the taints of management nodes dedicated to control planes, and to this one
+                    "tolerations": [
+                        {"key": "hypershift.openshift.io/control-plane", "operator": "Equal", "value": "true",
+                         "effect": "NoSchedule"},
+                        {"key": "hypershift.openshift.io/cluster", "operator": "Equal", "value": namespace,
+                         "effect": "NoSchedule"}],
                     "volumes": volumes,
                 },
             },

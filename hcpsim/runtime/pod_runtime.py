@@ -155,6 +155,7 @@ class _Pod:
         self.init_containers: dict[str, _Container] = {}
         self.init_thread: threading.Thread | None = None
         self.stopping = threading.Event()
+        self.stop_deadline = 0.0  # time.time() when a graceful stop turns to SIGKILL (`shorten_stop`)
         self.exec_pids: set[int] = set()
 
 
@@ -328,6 +329,13 @@ class PodRuntime:
                 return
             restarts += 1
 
+    def shorten_stop(self, uid: str, grace_seconds: float) -> None:
+        """A graceful stop in progress turns to SIGKILL within `grace_seconds` from now (if that is sooner)."""
+        with self._lock:
+            pod = self._pods.get(uid)
+            if pod is not None:
+                pod.stop_deadline = min(pod.stop_deadline, time.time() + grace_seconds)
+
     def stop_pod(self, uid: str, grace_seconds: float = 0) -> None:
         """SIGTERM every process of the pod (main processes and execs), SIGKILL after the grace."""
         with self._lock:
@@ -348,12 +356,15 @@ class PodRuntime:
             for sid in pod.exec_pids:
                 for pid in _session_members(sid):
                     _signal(pid, signal.SIGTERM, group=False)
-            deadline = time.time() + grace_seconds
+            pod.stop_deadline = time.time() + grace_seconds
             for p in procs:
-                try:
-                    p.wait(timeout=max(0.0, deadline - time.time()))
-                except subprocess.TimeoutExpired:
-                    pass
+                # in short waits: a delete with a shorter grace period may bring the deadline forward
+                while (left := pod.stop_deadline - time.time()) > 0:
+                    try:
+                        p.wait(timeout=min(left, 0.1))
+                        break
+                    except subprocess.TimeoutExpired:
+                        pass
         for g in groups:
             _signal(g, signal.SIGKILL, group=True)
         for sid in list(pod.exec_pids):

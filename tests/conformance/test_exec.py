@@ -43,6 +43,18 @@ def pod(api_client: client.ApiClient, namespace: str) -> str:
     return "shell"
 
 
+def _wait_gone(core: client.CoreV1Api, namespace: str, name: str, failure: str, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            core.read_namespaced_pod(name, namespace)
+        except client.ApiException as e:
+            assert e.status == 404
+            return
+        time.sleep(0.1)
+    raise AssertionError(failure)
+
+
 def _exec(api_client: client.ApiClient, namespace: str, pod: str, command: list[str], **kw: object) -> object:
     return stream(client.CoreV1Api(api_client).connect_get_namespaced_pod_exec, pod, namespace, command=command,
                   stderr=True, stdin=False, stdout=True, tty=False, **kw)
@@ -148,17 +160,47 @@ def test_pod_log_and_deletion_stops_processes(api_client: client.ApiClient, name
     pid = cluster.runtime.container_states(pod.metadata.uid)["main"].pid
     assert pid and Path(f"/proc/{pid}").exists()
     core.delete_namespaced_pod("looper", namespace)
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        try:
-            core.read_namespaced_pod("looper", namespace)
-        except client.ApiException as e:
-            assert e.status == 404
-            break
-        time.sleep(0.1)
-    else:
-        raise AssertionError("pod was not removed after its processes stopped")
+    _wait_gone(core, namespace, "looper", "pod was not removed after its processes stopped")
     assert not Path(f"/proc/{pid}").exists() or Path(f"/proc/{pid}/status").read_text().find("zombie") >= 0
+
+
+def test_a_terminating_pod_stays_until_stopped_and_a_shorter_grace_period_brings_its_kill_forward(
+        api_client: client.ApiClient, namespace: str, cluster) -> None:  # type: ignore[no-untyped-def]
+    """As a real API server: deleting a pod that is already terminating does not remove it; a delete
+    with a shorter grace period shortens its deletionGracePeriodSeconds (its SIGKILL comes sooner),
+    a longer one changes nothing, grace period 0 removes it at once (a force delete)."""
+    from hcpsim.runtime.pod_runtime import CommandRunner
+
+    cluster.runtime.register_runner("example.com/stubborn", CommandRunner())
+    core = client.CoreV1Api(api_client)
+
+    def stubborn(name: str) -> None:  # ignores SIGTERM: only the SIGKILL at the end of its grace period stops it
+        core.create_namespaced_pod(namespace, {"metadata": {"name": name}, "spec": {
+            "terminationGracePeriodSeconds": 30, "containers": [{
+                "name": "main", "image": "example.com/stubborn:1",
+                "command": ["sh", "-c", "trap '' TERM; while true; do sleep 0.2; done"]}]}})
+        _wait_running(core, namespace, name)
+
+    def grace_of(name: str) -> int | None:
+        return core.read_namespaced_pod(name, namespace).metadata.deletion_grace_period_seconds
+
+    stubborn("shortened")
+    core.delete_namespaced_pod("shortened", namespace)
+    assert grace_of("shortened") == 30
+    core.delete_namespaced_pod("shortened", namespace)  # again, the same grace: still there, unchanged
+    assert grace_of("shortened") == 30
+    core.delete_namespaced_pod("shortened", namespace, grace_period_seconds=1)
+    assert grace_of("shortened") == 1
+    core.delete_namespaced_pod("shortened", namespace, grace_period_seconds=5)  # longer: no change
+    assert grace_of("shortened") == 1
+    _wait_gone(core, namespace, "shortened", "the pod was not removed after its grace period")
+
+    stubborn("forced")
+    core.delete_namespaced_pod("forced", namespace)
+    core.delete_namespaced_pod("forced", namespace, grace_period_seconds=0)
+    with pytest.raises(client.ApiException) as gone:
+        core.read_namespaced_pod("forced", namespace)
+    assert gone.value.status == 404
 
 
 def test_pod_log_previous_is_the_last_terminated_run(api_client: client.ApiClient, namespace: str, cluster,  # type: ignore[no-untyped-def]
