@@ -1,19 +1,21 @@
 """etcd-restore: put a snapshot back into a hosted cluster's own etcd, in place (the documented
 on-premise procedure, without its mistakes).
 
-Fetch the snapshot and check it (SHA-256, `snapshot status`) before anything changes; approval,
-showing what will be lost; pause reconciliation and stop the API servers (recording their
-replicas); stop etcd; in a data pod per member, on that member's volume only (HA members' volumes
-lie in different zones), download the snapshot from S3 (or copy the runner's file in), checked
-against the verified SHA-256, and restore it into the member's volume, all members side by side
-(the old data kept aside; why every member and not, as documented, the first one with the others'
-volumes deleted: see hcp/etcd_restore.py); start etcd and wait until
-every member is healthy; bring the API servers back to the replicas they had and resume
-reconciliation of this HostedCluster; verify every member against the snapshot, key by key through
-etcd's keyspace hash; wait until the hosted cluster is Available.
+Fetch the snapshot and check it (SHA-256, `snapshot status`) before anything changes; while etcd
+still runs, start a data pod per member on that member's node, mounting that member's volume only
+(HA members' volumes lie in different zones), and put the snapshot in each (downloaded by the pod
+from S3, or the runner's file copied in), checked against the verified SHA-256: the transfer is then
+out of the API's downtime; approval, showing what will be lost (a rejection removes the data pods);
+pause reconciliation and stop the API servers (recording their replicas); stop etcd; restore into
+every member's volume, side by side (the old data kept aside; why every member and not, as
+documented, the first one with the others' volumes deleted: see hcp/etcd_restore.py); start etcd
+and wait until every member is healthy; bring the API servers back to the replicas they had and
+resume reconciliation of this HostedCluster; verify every member against the snapshot, key by key
+through etcd's keyspace hash; wait until the hosted cluster is Available.
 
-A failure before the restore step puts everything back (etcd on its old data). After it, etcd runs
-on the restored data and the run goes forward only: a re-run with the same operation id continues.
+A failure before the restore step puts everything back (etcd on its old data, the data pods gone).
+After it, etcd runs on the restored data and the run goes forward only: a re-run with the same
+operation id continues.
 """
 
 from __future__ import annotations
@@ -34,9 +36,9 @@ from hcp.run_target import RunTarget
 from hcp.snapshot_source import LocalSnapshot, SourceKind, check_local_copy
 from tasks.checkpoint import completed_result
 from tasks.etcd import member_statuses
-from tasks.etcd_restore import choose_backup, copy_snapshot, fetch_snapshot, \
-    read_etcd_layout, remove_data_pods, remove_previous_data, restore_data, start_data_pods, start_etcd, \
-    stop_etcd, verify_restore, wait_cluster_available, wait_etcd_stopped
+from tasks.etcd_restore import ChosenBackup, SnapshotIn, choose_backup, copy_snapshot, download_snapshot, \
+    fetch_snapshot, read_etcd_layout, remove_data_pods, remove_previous_data, restore_data, start_data_pods, \
+    start_etcd, stop_etcd, verify_restore, wait_cluster_available, wait_etcd_stopped
 from tasks.gates import GateSettings, approval_gate, take_lock
 from tasks.hosted_cluster import pending_undo, quiesce_control_plane, read_cluster, restore_availability
 from tasks.runbook import Runbook, RunbookError, operation_id_for_run, run_parameters, side_by_side
@@ -136,6 +138,12 @@ def restore_plan(params: EtcdRestoreParams, target: RunTarget, layout: EtcdLayou
     steps = [PlanStep(step="fetch and check the snapshot", changes=f"a file on the runner ({source})",
                       command="aws s3 cp ... snapshot.db && sha256sum snapshot.db && etcdutl snapshot status snapshot.db"),
              PlanStep(step="take the hosted cluster's lock", changes=f"Lease {ref.namespace}/{ref.lease_name}"),
+             PlanStep(step="start a data pod per member, on its member's node and volume (etcd still running)",
+                      changes=f"deployments {', '.join(f'{cp}/{layout.data_deployment(m)}' for m in layout.members)} "
+                              f"({layout.image}; each mounts its member's claim at {layout.member_dir('<member>')}: "
+                              f"{claims}); removed again on rejection",
+                      command=f"{oc} apply -f etcd-data-<member>.yaml  # one per member"),
+             _snapshot_in_step(params, layout, snapshot, oc),
              PlanStep(step="approval", command="hcp-runbooks approve RUN_ID --approver NAME"),
              PlanStep(step="pause reconciliation", changes=f"spec.pausedUntil of {ref} to 'true'", lowers_availability=True,
                       command=f"oc {ctx}-n {ref.namespace} patch hostedcluster/{ref.name} --type=merge "
@@ -147,11 +155,6 @@ def restore_plan(params: EtcdRestoreParams, target: RunTarget, layout: EtcdLayou
     steps += [
         PlanStep(step="stop etcd", changes=f"statefulset {cp}/etcd from {layout.replicas} to 0", lowers_availability=True,
                  command=f"{oc} scale statefulset/etcd --replicas=0"),
-        PlanStep(step="start a data pod per member, on its volume", changes=f"deployments "
-                 f"{', '.join(f'{cp}/{layout.data_deployment(m)}' for m in layout.members)} ({layout.image}; each "
-                 f"mounts its member's claim at {layout.member_dir('<member>')}: {claims})",
-                 command=f"{oc} apply -f etcd-data-<member>.yaml  # one per member"),
-        _snapshot_in_step(params, layout, snapshot, oc),
         PlanStep(step="restore into every member's volume", changes=f"the data directory on {claims} replaced (old "
                  f"data kept in {previous_data_dir(target.operation_id)})", destructive=True,
                  command=f"{oc} exec {layout.data_deployment(first)}-POD -- etcdutl snapshot restore "
@@ -223,6 +226,28 @@ def _loss(current_revision: int, snapshot: LocalSnapshot) -> str:
             f"{current_revision}, snapshot at {snapshot.revision})")
 
 
+def _copy_where_not_downloaded(rb: Runbook, target: RunTarget, layout: EtcdLayout, params: EtcdRestoreParams,
+                               pods: dict[str, str], downloads: dict[str, SnapshotIn], snapshot: LocalSnapshot) -> None:
+    """Say what the data pods downloaded themselves; stream the runner's checked file into the others."""
+    have = [m for m, d in downloads.items() if d.how in ("downloaded", "present")]
+    fresh = [m for m in have if downloads[m].how == "downloaded"]
+    if fresh:
+        rb.changed("snapshot-downloaded", f"the data pods ({', '.join(pods[m] for m in fresh)}) downloaded the snapshot "
+                   f"{downloads[fresh[0]].note} to {layout.snapshot_in_pod}, SHA-256 equal to the verified copy's")
+    left = {m: pod for m, pod in pods.items() if m not in have}
+    if not left:
+        return
+    if snapshot.snapshot_object is None:
+        why = {f"{snapshot.source} exists only on the runner"}
+    elif not params.pod_download:
+        why = {"download by the data pod turned off"}
+    else:
+        why = {downloads[m].note for m in left if m in downloads and downloads[m].note}
+    rb.step(copy_snapshot, target, layout, left, snapshot, params.timeout_seconds)
+    rb.changed("snapshot-copied", f"copied the snapshot into {layout.snapshot_in_pod} of the data pods "
+               f"({', '.join(left.values())})" + (f" ({'; '.join(sorted(why))})" if why else ""))
+
+
 @flow(name="etcd-restore", flow_run_name=_run_name, validate_parameters=True)
 def etcd_restore(params: EtcdRestoreParams) -> RunReport:
     target = RunTarget(management=params.management, management_cluster=params.management_cluster_name,
@@ -230,8 +255,8 @@ def etcd_restore(params: EtcdRestoreParams) -> RunReport:
     with Runbook(RUNBOOK, target, dry_run=params.dry_run) as rb:
         rb.report.next_command = restore_command(params, target.operation_id)
         # Read-only first: anything wrong stops here. Independent lines of reads run side by side:
-        # the HostedCluster; the backup and the snapshot's download and checks; etcd's layout, its
-        # members and what an earlier run of the operation left to undo.
+        # the HostedCluster; the backup to restore; etcd's layout, its members and what an earlier run of
+        # the operation lowered and did not put back.
         restored = completed_result(restore_data, target)
         snapshot = completed_result(fetch_snapshot, target)
         stale = snapshot is not None and restored is None and not check_local_copy(snapshot)
@@ -243,35 +268,58 @@ def etcd_restore(params: EtcdRestoreParams) -> RunReport:
         def hosted_cluster() -> HostedClusterInfo:
             return rb.step(read_cluster, target)
 
-        def backup_and_snapshot() -> tuple[str | None, LocalSnapshot | None]:
+        def chosen_backup() -> ChosenBackup | None:
             if not from_backup:
-                return None, None  # the member to read comes from etcd's members
-            # choose-backup reads the HostedCluster's uid itself: the backup's download does not wait for
-            # read-hosted-cluster
-            url = rb.step(choose_backup, target, params.aws, params.bucket or "", params.prefix, params.backup)
-            return url, rb.step(fetch_snapshot.with_options(refresh_cache=refetch), target, params.source,
-                                params.aws, url, None, params.work_dir)
+                return None
+            # a re-run keeps to the backup its earlier run fetched (a newer one may exist by now);
+            # choose-backup reads the HostedCluster's uid itself: it does not wait for read-hosted-cluster
+            chosen = snapshot.manifest_url if snapshot is not None else params.backup
+            return rb.step(choose_backup, target, params.aws, params.bucket or "", params.prefix, chosen)
 
         def etcd_state() -> tuple[EtcdLayout, list[MemberStatus], list[str]]:
             return rb.step(read_etcd_layout, target), rb.step(member_statuses, target), rb.step(pending_undo, target)
 
-        cluster, (backup_url, fetched), (layout, members, lowered) = side_by_side(
-            hosted_cluster, backup_and_snapshot, etcd_state)
+        cluster, backup, (layout, members, lowered) = side_by_side(hosted_cluster, chosen_backup, etcd_state)
         if stale and params.source in ("snapshot", "member-db") and lowered:
             raise RunbookError(f"{target}: the snapshot this operation took is no longer on this runner and etcd "
                                "may already be stopped; restore from a backup instead: "
                                + restore_command(params.model_copy(update={"source": "latest-backup",
                                                                             "member": None}), None))
         member = _source_member(params, members)
-        source = backup_url or f"{params.source} of {member}"
+        source = backup.url if backup else f"{params.source} of {member}"
+        rb.report.plan = restore_plan(params, target, layout, snapshot, source)
         if params.dry_run and params.source in ("snapshot", "member-db"):
             # taking a snapshot writes a file in the member's pod: a dry run only says what it would read
-            rb.report.plan = restore_plan(params, target, layout, None, source)
             rb.report.verification.append(f"a real run reads the snapshot from {source} first and checks it")
             return rb.report
-        snapshot = fetched if fetched is not None else rb.step(
-            fetch_snapshot.with_options(refresh_cache=refetch), target, params.source, params.aws, backup_url, member,
-            params.work_dir)
+        if not params.dry_run:
+            take_lock(rb, params.break_lock_held_by, params.approval)
+
+        # The snapshot, side by side: the runner fetches and checks it (the check before any change),
+        # and, when this run restores, a data pod per member starts on that member's node, beside the
+        # running member, and downloads the backup's snapshot itself, checked in the pod against the
+        # manifest's SHA-256 and size, the ones the runner's file is checked against. The transfer into
+        # the pods is then done before the approval, out of the API's downtime; nothing of the cluster
+        # changes (a failure or a rejection removes the data pods).
+        prepare = not params.dry_run and restored is None
+
+        def runner_copy() -> LocalSnapshot:
+            return rb.step(fetch_snapshot.with_options(refresh_cache=refetch), target, params.source, params.aws,
+                           backup.url if backup else None, member, params.work_dir)
+
+        def data_pods() -> tuple[dict[str, str], dict[str, SnapshotIn]]:
+            if not prepare:
+                return {}, {}
+            pods = rb.step(start_data_pods, target, layout, params.timeout_seconds)
+            if backup is None or not params.pod_download:
+                return pods, {}
+            return pods, rb.step(download_snapshot, target, layout, pods, backup, params.aws, params.timeout_seconds)
+
+        snapshot, (pods, downloads) = side_by_side(runner_copy, data_pods)
+        if backup is not None and (backup.sha256, backup.size_bytes) != (snapshot.sha256, snapshot.size_bytes):
+            raise RunbookError(f"{target}: the runner's snapshot ({snapshot.source}, SHA-256 {snapshot.sha256}) is not "
+                               f"the backup the data pods downloaded ({backup.url}, SHA-256 {backup.sha256}); nothing "
+                               "changed: run again with a new operation id")
         rb.report.verification.append(f"snapshot checked before any change: {snapshot.source}, SHA-256 "
                                       f"{snapshot.sha256}, revision {snapshot.revision}, {snapshot.size_bytes} bytes")
         rb.report.plan = restore_plan(params, target, layout, snapshot, source)
@@ -280,32 +328,19 @@ def etcd_restore(params: EtcdRestoreParams) -> RunReport:
         if params.dry_run:
             return rb.report
 
-        take_lock(rb, params.break_lock_held_by, params.approval)
-
         if restored is None:
+            rb.report.cluster_state = "running on its old data (nothing changed yet)"
+            _copy_where_not_downloaded(rb, target, layout, params, pods, downloads, snapshot)
             if not lowered:  # a re-run whose earlier run was approved and stopped the cluster asks no more
                 approval_gate(rb, "restore", f"Restore etcd of {target.ref} from a snapshot (API downtime; writes "
                               "after the snapshot are lost)", _state(cluster, members, snapshot), rb.report.plan,
                               params.approval)
-            rb.report.cluster_state = "running on its old data (nothing changed yet)"
             q = rb.step(quiesce_control_plane, target, list(QUIESCE_DEPLOYMENTS), params.timeout_seconds, RUNBOOK)
             rb.report.changes += q.changes
             if rb.step(stop_etcd, target, layout):
                 rb.changed("etcd-stopped", f"scaled statefulset {layout.namespace}/etcd from {layout.replicas} to 0")
             rb.report.cluster_state = ("etcd stopped, its data untouched; a failure before the restore scales etcd "
                                        "and the API servers back on the old data")
-            # The members shut down while the data pods start and the snapshot goes in (into each data
-            # pod's emptyDir: nothing touches a member's volume until every member pod is gone).
-            pods = rb.step(start_data_pods, target, layout, params.timeout_seconds)
-            in_pods = ", ".join(pods.values())
-            put_in = rb.step(copy_snapshot, target, layout, pods, snapshot, params.timeout_seconds, params.aws,
-                             params.pod_download)
-            if put_in.how == "downloaded":
-                rb.changed("snapshot-downloaded", f"the data pods ({in_pods}) downloaded the snapshot {put_in.note} to "
-                           f"{layout.snapshot_in_pod}, SHA-256 equal to the verified copy's")
-            elif put_in.how == "copied":
-                rb.changed("snapshot-copied", f"copied the snapshot into {layout.snapshot_in_pod} of the data pods "
-                           f"({in_pods})" + (f" ({put_in.note})" if put_in.note else ""))
             rb.step(wait_etcd_stopped, target, layout, params.timeout_seconds)
             restored = rb.step(restore_data, target, layout, pods, snapshot, params.timeout_seconds)
             rb.changed("restored", f"restored the snapshot into {', '.join(layout.claims)} (old data kept in "

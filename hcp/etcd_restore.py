@@ -50,7 +50,7 @@ from hcp.etcd_member import EtcdMember, MemberStatus, list_members, member_statu
 from hcp.waits import WaitTimeout, wait_for_set
 
 __all__ = ["EtcdRestoreError", "EtcdLayout", "read_layout", "stop_statefulset", "wait_statefulset_stopped",
-           "DATA_POD_APP", "data_pod_deployment", "start_data_pods", "copy_into_pod", "download_into_pod",
+           "DATA_POD_APP", "data_pod_deployment", "member_nodes", "start_data_pods", "copy_into_pod", "download_into_pod",
            "download_script", "DownloadUnavailable", "snapshot_in_pod", "restore_script", "run_restore",
            "remove_data_pods", "start_statefulset", "wait_members_healthy", "remove_previous_data", "previous_data_dir",
            "RESTORE_ROOT"]
@@ -92,6 +92,10 @@ class EtcdLayout(BaseModel):
     initial_cluster: str
     token: str
     peer_urls: dict[str, str]  # member -> peer URL, from the initial cluster
+    # the members' tolerations, for the data pods: HyperShift's control plane pods tolerate the
+    # hypershift.openshift.io/control-plane and .../cluster taints of dedicated management nodes, where
+    # the members' volumes are
+    tolerations: list[dict[str, Any]] = []
 
     @property
     def first_member(self) -> str:
@@ -159,7 +163,8 @@ def read_layout(api: client.ApiClient, namespace: str) -> EtcdLayout:
                       claims=[f"{data.metadata.name}-{m}" for m in members],
                       initial_cluster=",".join(f"{m}={peers[m]}" for m in members),
                       token=env.get("ETCD_INITIAL_CLUSTER_TOKEN") or DEFAULT_TOKEN,
-                      peer_urls={m: peers[m] for m in members})
+                      peer_urls={m: peers[m] for m in members},
+                      tolerations=api.sanitize_for_serialization(sts.spec.template.spec.tolerations or []))
 
 
 def _pods(api: client.ApiClient, namespace: str, selector: str, what: str, condition: Any, timeout: float,
@@ -179,11 +184,29 @@ def _running(pod: client.V1Pod) -> bool:
             and bool(statuses) and all(s.ready for s in statuses))
 
 
+# Stopped together, an HA etcd's leader does not exit on SIGTERM until its leadership transfer to a
+# member that is stopping too times out (etcd's Stop -> TransferLeadership -> MoveLeader, bounded by
+# its request timeout, 5 s + 2 election timeouts), all of it API downtime. Its data is about to be
+# moved aside (kept), and etcd recovers from its WAL should the run put it back: the members get
+# this long after SIGTERM before the kubelet kills them.
+MEMBER_STOP_GRACE_SECONDS = 1
+
+
 def stop_statefulset(api: client.ApiClient, layout: EtcdLayout) -> None:
-    """Scale etcd to 0. Its pods go in their own time (a member's shutdown, its grace period): the data
-    pod starts and the snapshot is copied into it meanwhile; `wait_statefulset_stopped` before any
-    member's volume is written."""
+    """Scale etcd to 0, and delete its pods with a grace period of MEMBER_STOP_GRACE_SECONDS (shortening
+    the StatefulSet controller's deletion if it came first). They go in their own time:
+    `wait_statefulset_stopped` before any member's volume is written."""
     client.AppsV1Api(api).patch_namespaced_stateful_set_scale(STATEFULSET, layout.namespace, {"spec": {"replicas": 0}})
+    core = client.CoreV1Api(api)
+    for pod in core.list_namespaced_pod(layout.namespace, label_selector="app=etcd").items:
+        if pod.metadata.name not in layout.members:
+            continue
+        try:
+            core.delete_namespaced_pod(pod.metadata.name, layout.namespace,
+                                       grace_period_seconds=MEMBER_STOP_GRACE_SECONDS)
+        except ApiException as e:
+            if e.status != 404:
+                raise
 
 
 def wait_statefulset_stopped(api: client.ApiClient, layout: EtcdLayout, timeout: float) -> None:
@@ -194,11 +217,21 @@ def wait_statefulset_stopped(api: client.ApiClient, layout: EtcdLayout, timeout:
 MEMBER_LABEL = "hcp-runbooks/etcd-member"
 
 
-def data_pod_deployment(layout: EtcdLayout, operation_id: str, member: str) -> dict[str, Any]:
+def data_pod_deployment(layout: EtcdLayout, operation_id: str, member: str, node: str | None = None) -> dict[str, Any]:
     """The documented data-access Deployment (the etcd image, a shell that waits) for one member: its
     claim mounted at RESTORE_ROOT/<member>, and an emptyDir for the snapshot copy. One claim only: a
-    pod mounting volumes of two zones cannot be scheduled (see the module docstring)."""
+    pod mounting volumes of two zones cannot be scheduled (see the module docstring).
+
+    The data pods start while etcd still runs (they fetch the snapshot before the approval): `node`,
+    the node of the member's pod, is required (as a DaemonSet pins its pods, by the node's name), because
+    a ReadWriteOnce volume is mounted by pods of one node only; elsewhere the pod would wait for the
+    volume until the member stopped. No node (the member's pod is gone or was never placed): anywhere the
+    volume allows. The members' tolerations let it onto the control plane's dedicated nodes."""
     labels = {"app": DATA_POD_APP, MEMBER_LABEL: member, "hcp-runbooks/operation": operation_id.lower()[:63]}
+    placement: dict[str, Any] = {"tolerations": layout.tolerations} if layout.tolerations else {}
+    if node:
+        placement["affinity"] = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+            "nodeSelectorTerms": [{"matchFields": [{"key": "metadata.name", "operator": "In", "values": [node]}]}]}}}
     return {
         "apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": {"name": layout.data_deployment(member), "namespace": layout.namespace, "labels": labels},
@@ -216,6 +249,7 @@ def data_pod_deployment(layout: EtcdLayout, operation_id: str, member: str) -> d
                                          {"name": "snapshot", "mountPath": SNAPSHOT_DIR}],
                     }],
                     "terminationGracePeriodSeconds": 1,
+                    **placement,
                     "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": layout.claim_of(member)}},
                                 {"name": "snapshot", "emptyDir": {}}],
                 },
@@ -231,14 +265,22 @@ def _unschedulable(pods: list[client.V1Pod]) -> str:
     return f"; the scheduler: {'; '.join(said)}" if said else ""
 
 
+def member_nodes(api: client.ApiClient, layout: EtcdLayout) -> dict[str, str]:
+    """member -> the node its pod is on (members whose pod is gone, or not placed, are left out)."""
+    pods = client.CoreV1Api(api).list_namespaced_pod(layout.namespace, label_selector="app=etcd").items
+    return {p.metadata.name: p.spec.node_name for p in pods if p.metadata.name in layout.members and p.spec.node_name}
+
+
 def start_data_pods(api: client.ApiClient, layout: EtcdLayout, operation_id: str, timeout: float) -> dict[str, str]:
-    """Create every member's data-access Deployment (or find this operation's) and return member ->
-    its running pod."""
+    """Create every member's data-access Deployment on its member's node (or find this operation's) and
+    return member -> its running pod."""
     apps = client.AppsV1Api(api)
+    nodes = member_nodes(api, layout)
     for member in layout.members:
         name = layout.data_deployment(member)
         try:
-            apps.create_namespaced_deployment(layout.namespace, data_pod_deployment(layout, operation_id, member))
+            apps.create_namespaced_deployment(layout.namespace,
+                                              data_pod_deployment(layout, operation_id, member, nodes.get(member)))
         except ApiException as e:
             if e.status != 409:
                 raise
@@ -431,7 +473,7 @@ def restore_script(layout: EtcdLayout, operation_id: str, *, skip_hash_check: bo
                 "--initial-cluster-token", layout.token, "--initial-advertise-peer-urls", layout.peer_urls[member]]
         if skip_hash_check:
             args.append("--skip-hash-check")
-        restore = " ".join(shlex.quote(a) for a in args)
+        restore = shlex.join(args)
         marker, data = f"{root}/{_marker_name(operation_id)}", f"{root}/data"
         lines += [
             f"restore_{i}() {{",

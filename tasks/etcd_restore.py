@@ -36,8 +36,8 @@ from tasks.etcd import snapshot_path
 from tasks.runbook import each_with_own_client
 
 __all__ = ["read_etcd_layout", "choose_backup", "fetch_snapshot", "stop_etcd", "wait_etcd_stopped",
-           "start_data_pods", "copy_snapshot", "restore_data", "remove_data_pods", "start_etcd", "verify_restore",
-           "wait_cluster_available", "remove_previous_data", "RestoredData", "Verified", "SnapshotIn", "work_dir_for"]
+           "start_data_pods", "download_snapshot", "copy_snapshot", "restore_data", "remove_data_pods", "start_etcd", "verify_restore",
+           "wait_cluster_available", "remove_previous_data", "RestoredData", "Verified", "SnapshotIn", "ChosenBackup", "work_dir_for"]
 
 RUNBOOK = "etcd-restore"
 
@@ -71,17 +71,29 @@ _CHOSEN: dict[str, Any] = {}
 _CHOSEN_MAX = 64
 
 
-def _chosen(entry: Any) -> str:
+class ChosenBackup(BaseModel):
+    """The backup to restore: its location and its snapshot object with the manifest's SHA-256 and size
+    (what the runner's copy, and each data pod's download, must match)."""
+
+    url: str
+    snapshot_object: str  # s3://BUCKET/KEY
+    sha256: str
+    size_bytes: int
+
+
+def _chosen(entry: Any) -> ChosenBackup:
     if len(_CHOSEN) >= _CHOSEN_MAX:
         _CHOSEN.clear()
     _CHOSEN[entry.location.url] = entry
-    return str(entry.location.url)
+    m = entry.manifest
+    return ChosenBackup(url=entry.location.url, snapshot_object=f"s3://{entry.location.bucket}/{m.snapshot_key}",
+                        sha256=m.sha256, size_bytes=m.size_bytes)
 
 
 @task(name="choose-backup")
 def choose_backup(target: RunTarget, aws: AwsAccess, bucket: str, prefix: str, backup: str | None,
-                  cluster_uid: str | None = None) -> str:
-    """The backup's location URL: the one given (its prefix or its manifest.json), else the newest
+                  cluster_uid: str | None = None) -> ChosenBackup:
+    """The backup: the one given (its prefix or its manifest.json), else the newest
     complete backup of this hosted cluster on this management cluster. A backup of another
     HostedCluster (another name, or the same name with another uid: a cluster deleted and created
     again) is refused: restoring it in place would mix two clusters' data. Without `cluster_uid` the
@@ -169,10 +181,10 @@ def start_data_pods(target: RunTarget, layout: EtcdLayout, timeout_seconds: floa
 
 
 class SnapshotIn(BaseModel):
-    """How the snapshot got into the data pod: already there (a re-run), downloaded by the pod from
-    S3, or copied in from the runner's verified file (`note` says why not downloaded)."""
+    """How the snapshot got into a data pod: already there (a re-run), downloaded by the pod from S3,
+    or not (`note` says why: the runner's file is copied in instead)."""
 
-    how: Literal["present", "downloaded", "copied"]
+    how: Literal["present", "downloaded", "unavailable"]
     note: str = ""
 
 
@@ -190,45 +202,40 @@ def _s3_ca_bundle(s3: Any) -> bytes | None:
     return None
 
 
+@task(name="download-snapshot-in-pods", retries=1, retry_delay_seconds=2)
+def download_snapshot(target: RunTarget, layout: EtcdLayout, pods: dict[str, str], backup: ChosenBackup,
+                      aws: AwsAccess, timeout_seconds: float) -> dict[str, SnapshotIn]:
+    """Every data pod downloads the backup's snapshot itself from S3, side by side (a presigned GET),
+    and checks it against the manifest's SHA-256 and size (the ones the runner's copy is checked
+    against) before it takes its name: bytes that differ fail the step. A pod that cannot fetch it
+    (no curl in the image, no way to S3) is marked "unavailable": the runner's file is copied into it."""
+    bucket, _, key = backup.snapshot_object.removeprefix("s3://").partition("/")
+    s3 = s3_client(aws)
+    url, ca_bundle = presign_snapshot(s3, bucket, key, _PRESIGN_SECONDS), _s3_ca_bundle(s3)
+
+    def one(api: client.ApiClient, member: str) -> SnapshotIn:
+        try:
+            present = etcd_restore.download_into_pod(api, layout, pods[member], url, backup.sha256, backup.size_bytes,
+                                                     ca_bundle=ca_bundle, timeout=timeout_seconds)
+        except etcd_restore.DownloadUnavailable as e:
+            return SnapshotIn(how="unavailable", note=f"the data pod could not download it from S3 ({e})")
+        return SnapshotIn(how="present") if present else SnapshotIn(how="downloaded", note=f"from {redact_url(url)}")
+
+    return dict(zip(pods, each_with_own_client(target, one, pods)))
+
+
 @task(name="copy-snapshot-in", retries=1, retry_delay_seconds=2)
 def copy_snapshot(target: RunTarget, layout: EtcdLayout, pods: dict[str, str], snapshot: LocalSnapshot,
-                  timeout_seconds: float, aws: AwsAccess | None = None, pod_download: bool = True) -> SnapshotIn:
-    """Put the verified snapshot into every data pod, side by side. A backup's snapshot is downloaded
-    by each pod itself from S3 (a presigned GET; SHA-256 and size checked in the pod against the
-    runner's verified file before it takes its name: bytes that differ fail the step, nothing
-    restored). Otherwise (a fresh snapshot or a member/snap/db copy exists only on the runner;
-    `pod_download` off; no curl in the image or no way to S3 from the pod) the runner's file is
-    streamed in over exec, checked the same."""
-    url, ca_bundle, why_not = None, None, ""
-    if snapshot.snapshot_object and pod_download and aws is not None:
-        bucket, _, key = snapshot.snapshot_object.removeprefix("s3://").partition("/")
-        s3 = s3_client(aws)
-        url, ca_bundle = presign_snapshot(s3, bucket, key, _PRESIGN_SECONDS), _s3_ca_bundle(s3)
-    elif not snapshot.snapshot_object:
-        why_not = f"{snapshot.source} exists only on the runner"
-    else:
-        why_not = "download by the data pod turned off"
+                  timeout_seconds: float) -> None:
+    """Stream the runner's checked file into these data pods, side by side (a fresh snapshot or a
+    member/snap/db copy exists only on the runner; a pod that could not download it), checked in the
+    pod by SHA-256 before it takes its name. A pod that has it already (a retry) is not copied to again."""
+    def put_in(api: client.ApiClient, member: str) -> None:
+        if etcd_restore.snapshot_in_pod(api, layout, pods[member]) != snapshot.sha256:
+            etcd_restore.copy_into_pod(api, layout, pods[member], Path(snapshot.path), snapshot.sha256,
+                                       timeout=timeout_seconds)
 
-    def put_in(api: client.ApiClient, member: str, pod: str) -> SnapshotIn:
-        note = why_not
-        if url is not None:
-            try:
-                present = etcd_restore.download_into_pod(api, layout, pod, url, snapshot.sha256, snapshot.size_bytes,
-                                                         ca_bundle=ca_bundle, timeout=timeout_seconds)
-                return SnapshotIn(how="present") if present else SnapshotIn(how="downloaded", note=f"from {redact_url(url)}")
-            except etcd_restore.DownloadUnavailable as e:
-                note = f"the data pod could not download it from S3 ({e})"
-        if etcd_restore.snapshot_in_pod(api, layout, pod) == snapshot.sha256:
-            return SnapshotIn(how="present")
-        etcd_restore.copy_into_pod(api, layout, pod, Path(snapshot.path), snapshot.sha256, timeout=timeout_seconds)
-        return SnapshotIn(how="copied", note=note)
-
-    results = each_with_own_client(target, lambda api, member: put_in(api, member, pods[member]), pods)
-    for how in ("copied", "downloaded"):  # the report names the slowest way any pod got it
-        notes = sorted({r.note for r in results if r.how == how and r.note})
-        if any(r.how == how for r in results):
-            return SnapshotIn(how=how, note="; ".join(notes))
-    return SnapshotIn(how="present")
+    each_with_own_client(target, put_in, pods)
 
 
 @checkpointed(name="restore-data")

@@ -50,8 +50,10 @@ def read_cluster(target: RunTarget) -> hc.HostedClusterInfo:
 
 @task(name="read-undo-journal")
 def pending_undo(target: RunTarget) -> list[str]:
-    """What this operation lowered and has not put back yet (a re-run after a kill finds it)."""
-    return [a.description for a in UndoJournal(target.api_client(), target.ref, target.operation_id).pending()]
+    """What this operation lowered and has not put back yet (a re-run after a kill finds it). The
+    temporary Deployments it made (the restore's data pods, started before its approval) lower nothing."""
+    return [a.description for a in UndoJournal(target.api_client(), target.ref, target.operation_id).pending()
+            if a.kind != "delete-deployment"]
 
 
 def _wait_paused(api: client.ApiClient, target: RunTarget, timeout: float) -> None:

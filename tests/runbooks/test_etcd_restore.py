@@ -60,6 +60,11 @@ def restore_params(access: ClusterAccess, bucket: str, prefix: str, cluster: str
                              work_dir=str(tmp_path), timeout_seconds=180, **kw)
 
 
+def undone(report: str) -> str:
+    """The report's "What was undone" section."""
+    return report.split("## What was undone", 1)[-1].split("\n## ", 1)[0] if "## What was undone" in report else ""
+
+
 def no_leftovers(mgmt: client.ApiClient, cluster: str) -> None:
     ns = _ns(cluster)
     assert not client.AppsV1Api(mgmt).list_namespaced_deployment(ns, label_selector="app=hcp-runbooks-etcd-data").items
@@ -212,9 +217,11 @@ def test_a_damaged_or_foreign_snapshot_is_refused_before_any_change(
     before = versions(mgmt, cluster)
     state = etcd_restore(restore_params(access, bucket, prefix, cluster, tmp_path), return_state=True)
     assert state.is_failed()
-    with pytest.raises(Exception, match="SHA-256"):
+    with pytest.raises(Exception, match="the manifest says"):  # the runner's check
         state.result()
-    assert versions(mgmt, cluster) == before
+    # the data pods, started beside the runner's check, are gone again; nothing else was touched
+    wait_for(lambda: versions(mgmt, cluster) == before, "every object as before the run", timeout=30)
+    no_leftovers(mgmt, cluster)
     s3.put_object(Bucket=bucket, Key=key, Body=good)
 
     # another cluster's backup, given explicitly, is refused for this one
@@ -233,17 +240,37 @@ def test_rejection_destroys_nothing(mgmt: client.ApiClient, access: ClusterAcces
 
     from tests.runbooks.test_etcd_backup import _in_thread, _paused_run_of
     cluster, prefix, tag = backed_up
-    before = versions(mgmt, cluster)
+    before, before_writers = versions(mgmt, cluster), writers(mgmt, cluster)
     p = restore_params(access, bucket, prefix, cluster, tmp_path,
                        approval={"poll_interval_seconds": 1, "timeout_seconds": 120})
     thread, out = _in_thread(lambda: etcd_restore(p, return_state=True))
     run = _paused_run_of(cluster)
+    # Waiting for the approval: each member's data pod runs on that member's node, with the verified
+    # snapshot already in it; etcd and its writers still run.
+    ns = _ns(cluster)
+    core = client.CoreV1Api(mgmt)
+    nodes = {pod.metadata.name: pod.spec.node_name
+             for pod in core.list_namespaced_pod(ns, label_selector="app=etcd").items}
+    data_pods = core.list_namespaced_pod(ns, label_selector="app=hcp-runbooks-etcd-data").items
+    assert sorted(pod.metadata.labels["hcp-runbooks/etcd-member"] for pod in data_pods) == sorted(nodes)
+    for pod in data_pods:
+        terms = pod.spec.affinity.node_affinity.required_during_scheduling_ignored_during_execution.node_selector_terms
+        member_node = nodes[pod.metadata.labels["hcp-runbooks/etcd-member"]]
+        assert [f.values for t in terms for f in t.match_fields] == [[member_node]]
+        assert pod.spec.node_name == member_node
+        # the members' tolerations (HyperShift's control plane isolation taints)
+        assert {t.key for t in pod.spec.tolerations or []} >= {"hypershift.openshift.io/control-plane",
+                                                               "hypershift.openshift.io/cluster"}
+        pod_exec.run(mgmt, ns, pod.metadata.name, "access", ["test", "-s", "/var/lib/etcd-restore/snapshot/restored.snap.db"])
+    assert writers(mgmt, cluster) == before_writers
     resume_flow_run(run.id, run_input={"approved": False, "approver": "carol"})
     thread.join(120)
     with pytest.raises(Exception, match="rejected by carol"):
         out["state"].result()
-    assert versions(mgmt, cluster) == before
+    # the data pods go (the undo); nothing else was touched
+    wait_for(lambda: versions(mgmt, cluster) == before, "every object as before the run", timeout=30)
     assert f"/t/{tag}/lost" in read_prefix(mgmt, cluster, f"/t/{tag}/", "etcd-0")
+    no_leftovers(mgmt, cluster)
 
 
 def test_a_failure_before_the_restore_puts_the_cluster_back_on_its_data_then_the_rerun_finishes(
@@ -251,6 +278,7 @@ def test_a_failure_before_the_restore_puts_the_cluster_back_on_its_data_then_the
         tmp_path: Path) -> None:
     from hcp.naming import new_operation_id
     cluster, prefix, tag = backed_up
+    before = versions(mgmt, cluster)
     before_writers, before_paused = writers(mgmt, cluster), hc(mgmt, cluster)["spec"].get("pausedUntil")
     # the copy over exec (the data pod's own download turned off, as for a pod without a way to S3),
     # cut, and its retry cut too
@@ -258,13 +286,24 @@ def test_a_failure_before_the_restore_puts_the_cluster_back_on_its_data_then_the
     # Every exec on the copy's file is cut (the copy, the look for a copy already there, and again for
     # the retry): the cut comes at the copy's first output, its end, so without the look cut too a
     # retry could find the copy whole and go on.
-    rb_world.cluster("mgmt1").faults.cut_next_exec(10, count=4, command="restored.snap.db")
+    faults = rb_world.cluster("mgmt1").faults
+    faults.cut_next_exec(10, count=4, command="restored.snap.db")
     state = etcd_restore(p, return_state=True)
-    rb_world.cluster("mgmt1").faults.clear()
+    faults.clear()
+    assert state.is_failed()
+    # before the approval: only the data pods were made, and they are gone again
+    report = latest_report("etcd-restore", cluster)
+    assert "delete the temporary deployment" in undone(report) and "scale" not in undone(report), report
+    wait_for(lambda: versions(mgmt, cluster) == before, "every object as before the run", timeout=30)
+
+    # The same operation again, now failing once the cluster is down: etcd's stop is refused
+    faults.fail_next(1, code=500, method="PATCH", path_contains="/statefulsets/etcd/scale")
+    state = etcd_restore(p, return_state=True)
+    faults.clear()
     assert state.is_failed()
     report = latest_report("etcd-restore", cluster)
     assert "Where the cluster is now" in report and f"--operation-id {p.operation_id}" in report
-    assert "scale statefulset" in report and "delete the temporary deployment" in report
+    assert "scale deployment" in undone(report) and "delete the temporary deployment" in undone(report), report
     # back where it was, on its own data: the write after the backup is still there
     assert writers(mgmt, cluster) == before_writers
     assert hc(mgmt, cluster)["spec"].get("pausedUntil") == before_paused
@@ -277,43 +316,37 @@ def test_a_failure_before_the_restore_puts_the_cluster_back_on_its_data_then_the
     no_leftovers(mgmt, cluster)
 
 
-def test_a_snapshot_object_changed_after_the_check_is_refused_in_the_data_pod_and_everything_put_back(
+def test_a_snapshot_object_changed_after_the_check_is_refused_in_the_data_pod_before_any_change(
         mgmt: client.ApiClient, access: ClusterAccess, s3: Any, bucket: str, backed_up: tuple[str, str, str],
         tmp_path: Path) -> None:
-    """The runner verified the object; then it is replaced (same size, one byte differs) while the run
-    waits for approval: the data pod's download does not match the verified SHA-256, the step fails
-    before the restore, and the undo puts etcd (on its old data) and the API servers back."""
-    from prefect.flow_runs import resume_flow_run
-
+    """The runner verified the object (a dry run of the operation: the run of the same operation id
+    uses its verified file); then it is replaced (same size, one byte differs): the data pods'
+    download does not match the verified SHA-256, the run fails before the approval, the data pods
+    go, and nothing else was touched."""
     from hcp import backup_catalog
-    from tests.runbooks.test_etcd_backup import _in_thread, _paused_run_of
+    from hcp.naming import new_operation_id
     cluster, prefix, tag = backed_up
     entry = backup_catalog.list_backups(s3, bucket, prefix)[0]
     assert entry.manifest is not None
     key = entry.manifest.snapshot_key
     good = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-    before_writers, before_paused = writers(mgmt, cluster), hc(mgmt, cluster)["spec"].get("pausedUntil")
-    p = restore_params(access, bucket, prefix, cluster, tmp_path,
-                       approval={"poll_interval_seconds": 1, "timeout_seconds": 120})
-    thread, out = _in_thread(lambda: etcd_restore(p, return_state=True))
+    before = versions(mgmt, cluster)
+    p = restore_params(access, bucket, prefix, cluster, tmp_path, operation_id=new_operation_id())
+    assert etcd_restore(p.model_copy(update={"dry_run": True})).status == "planned"
     try:
-        run = _paused_run_of(cluster)
         damaged = bytearray(good)
         damaged[len(damaged) // 2] ^= 0xFF
         s3.put_object(Bucket=bucket, Key=key, Body=bytes(damaged))
-        resume_flow_run(run.id, run_input={"approved": True, "approver": "carol"})
-        thread.join(180)
+        state = etcd_restore(p, return_state=True)
     finally:
         s3.put_object(Bucket=bucket, Key=key, Body=good)
     with pytest.raises(Exception, match="not the verified snapshot"):
-        out["state"].result()
+        state.result()
     report = latest_report("etcd-restore", cluster)
-    assert "copy-snapshot-in" in report and "restore-data" not in report, report
-    assert "delete the temporary deployment" in report and "scale statefulset" in report
-    assert writers(mgmt, cluster) == before_writers
-    assert hc(mgmt, cluster)["spec"].get("pausedUntil") == before_paused
-    wait_for(lambda: f"/t/{tag}/lost" in read_prefix(mgmt, cluster, f"/t/{tag}/", "etcd-0"), "etcd back on its data",
-             timeout=60)
+    assert "download-snapshot-in-pods" in report and "restore-data" not in report, report
+    assert "delete the temporary deployment" in undone(report) and "scale" not in undone(report), report
+    wait_for(lambda: versions(mgmt, cluster) == before, "every object as before the run", timeout=30)
+    assert f"/t/{tag}/lost" in read_prefix(mgmt, cluster, f"/t/{tag}/", "etcd-0")
     no_leftovers(mgmt, cluster)
 
 
@@ -339,7 +372,7 @@ def test_restore_from_a_fresh_snapshot_and_from_a_member_db_copy(
 
 # -- a killed runner ----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("killed_after", ["quiesce-control-plane", "stop-etcd", "copy-snapshot-in", "restore-data",
+@pytest.mark.parametrize("killed_after", ["download-snapshot-in-pods", "quiesce-control-plane", "stop-etcd", "restore-data",
                                           "start-etcd", "verify-restore"])
 def test_a_run_killed_after_a_step_and_rerun_ends_restored_without_restoring_twice(
         prefect_server: Path, mgmt: client.ApiClient, access: ClusterAccess, bucket: str,
@@ -363,7 +396,10 @@ def test_a_run_killed_after_a_step_and_rerun_ends_restored_without_restoring_twi
     assert hc(mgmt, cluster)["spec"].get("pausedUntil") == before_paused
     restores = [s.outcome for s in report.steps if s.name in ("restore-data", "restore")]
     assert restores == (["skipped"] if restored_already else ["done"]), report.steps
-    assert report.approvals == []  # approved in the killed run; the cluster is already down: not asked again
+    if killed_after == "download-snapshot-in-pods":  # killed before the approval: the re-run asks for it
+        assert [a for a in report.approvals if "approved by alice" in a], report.approvals
+    else:  # approved in the killed run; the cluster is already down: not asked again
+        assert report.approvals == []
     no_leftovers(mgmt, cluster)
 
 
@@ -375,7 +411,7 @@ def test_recover_after_a_kill_mid_restore_removes_the_data_pod_and_brings_etcd_b
     cluster, prefix, tag = backed_up
     before_writers = writers(mgmt, cluster)
     p = restore_params(access, bucket, prefix, cluster, tmp_path, operation_id=new_operation_id())
-    run_flow_until_killed("flows.etcd_restore", "etcd_restore", p, prefect_server, "copy-snapshot-in")
+    run_flow_until_killed("flows.etcd_restore", "etcd_restore", p, prefect_server, "stop-etcd")
     reports = recover(RecoverParams(operation_id=p.operation_id, management=access))
     assert any("delete the temporary deployment" in line for r in reports for line in r.changes + r.undone), \
         [r.to_markdown() for r in reports]
