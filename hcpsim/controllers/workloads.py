@@ -18,8 +18,6 @@ stops the thread.
 
 from __future__ import annotations
 
-import heapq
-import itertools
 import logging
 import math
 import re
@@ -34,6 +32,7 @@ from hcpsim.apiserver.backend import Backend
 from hcpsim.apiserver.clock import now_rfc3339, parse_rfc3339
 from hcpsim.apiserver.errors import ApiError
 from hcpsim.apiserver.store import Event, copy_obj
+from hcpsim.controllers.workqueue import WorkQueue
 
 log = logging.getLogger("hcpsim.workloads")
 
@@ -237,13 +236,7 @@ class WorkloadControllers:
         self.backend = backend
         self.record_events = record_events
         self.max_backoff = max_backoff
-        self._cv = threading.Condition()
-        self._pending: dict[Key, None] = {}  # insertion-ordered set
-        self._delayed: list[tuple[float, int, Key]] = []
-        self._seq = itertools.count()
-        self._failures: dict[Key, int] = {}
-        self._stopping = False
-        self._idle = threading.Event()
+        self._queue: WorkQueue[Key] = WorkQueue()
         self.syncs = 0  # successful syncs so far (for diagnostics)
         self.deployments = DeploymentController(self)
         self.replicasets = ReplicaSetController(self)
@@ -266,9 +259,7 @@ class WorkloadControllers:
 
     def close(self) -> None:
         self._unsubscribe()
-        with self._cv:
-            self._stopping = True
-            self._cv.notify_all()
+        self._queue.shut_down()
         if self._thread is not threading.current_thread():
             self._thread.join(timeout=10)
         _RUNNING.pop(id(self.backend), None)
@@ -286,39 +277,14 @@ class WorkloadControllers:
     # The queue.
 
     def enqueue(self, kind: str, namespace: str, name: str) -> None:
-        with self._cv:
-            self._pending[(kind, namespace, name)] = None
-            self._cv.notify()
+        self._queue.add((kind, namespace, name))
 
     def enqueue_after(self, kind: str, namespace: str, name: str, delay: float) -> None:
-        if delay <= 0:
-            self.enqueue(kind, namespace, name)
-            return
-        with self._cv:
-            heapq.heappush(self._delayed, (time.monotonic() + delay, next(self._seq), (kind, namespace, name)))
-            self._cv.notify()
-
-    def _next(self) -> Key | None:
-        with self._cv:
-            while True:
-                if self._stopping:
-                    return None
-                now = time.monotonic()
-                while self._delayed and self._delayed[0][0] <= now:
-                    _, _, key = heapq.heappop(self._delayed)
-                    self._pending[key] = None
-                if self._pending:
-                    key = next(iter(self._pending))
-                    del self._pending[key]
-                    return key
-                self._idle.set()
-                timeout = self._delayed[0][0] - now if self._delayed else None
-                self._cv.wait(timeout)
-                self._idle.clear()
+        self._queue.add_after((kind, namespace, name), delay)
 
     def _loop(self) -> None:
         while True:
-            key = self._next()
+            key = self._queue.get()
             if key is None:
                 return
             kind, namespace, name = key
@@ -332,13 +298,12 @@ class WorkloadControllers:
                 self._backoff(key, None)
                 continue
             self.syncs += 1
-            self._failures.pop(key, None)
+            self._queue.forget(key)
             if again is not None:
                 self.enqueue_after(kind, namespace, name, again)
 
     def _backoff(self, key: Key, error: Exception | None) -> None:
-        n = self._failures.get(key, 0)
-        self._failures[key] = n + 1
+        n = self._queue.failed(key)
         delay = min(0.005 * (2 ** n), self.max_backoff)
         if isinstance(error, ApiError) and error.code not in (403, 404, 409):
             log.warning("workloads: %s %s/%s: %s (retry in %.2fs)", key[0], key[1], key[2], error.message, delay)
@@ -414,7 +379,7 @@ class WorkloadControllers:
 
     def wait_idle(self, timeout: float = 5.0) -> bool:
         """For tests of the package itself: True once the queue is empty (delayed keys aside)."""
-        return self._idle.wait(timeout)
+        return self._queue.idle.wait(timeout)
 
 
 _RUNNING: dict[int, WorkloadControllers] = {}

@@ -56,8 +56,6 @@ order of the real thing).
 from __future__ import annotations
 
 import hashlib
-import heapq
-import itertools
 import json
 import logging
 import math
@@ -74,7 +72,8 @@ from hcpsim.apiserver.clock import now_rfc3339, parse_rfc3339
 from hcpsim.apiserver.errors import ApiError
 from hcpsim.apiserver.store import Event, copy_obj
 from hcpsim.controllers.base import DEPLOYMENTS, deployment_running
-from hcpsim.ec2 import RUNNING, TERMINATED, Ec2Instances, instance_id_of
+from hcpsim.controllers.workqueue import WorkQueue
+from hcpsim.ec2 import RUNNING, Ec2Instances, instance_id_of
 
 log = logging.getLogger("hcpsim.nodepool")
 
@@ -294,14 +293,7 @@ class NodePoolController:
         self.hosted = hosted
         self.settings = settings or NodePoolSettings()
         self.instances = instances if instances is not None else Ec2Instances()
-        self._cv = threading.Condition()
-        self._pending: dict[tuple[str, ...], None] = {}
-        self._delayed: list[tuple[float, int, tuple[str, ...]]] = []
-        self._due: dict[tuple[str, ...], float] = {}
-        self._seq = itertools.count()
-        self._stopping = False
-        self._idle = threading.Event()
-        self._failures: dict[tuple[str, ...], int] = {}
+        self._queue: WorkQueue[tuple[str, ...]] = WorkQueue()
         # Timers of the simulated machinery (monotonic seconds), keyed by object uid / node name.
         self._since: dict[tuple[str, str], float] = {}
         self._thread = threading.Thread(target=self._loop, name=f"nodepool-{mgmt.name}", daemon=True)
@@ -318,57 +310,24 @@ class NodePoolController:
         self._unsubscribe()
         if self._remove_listener:
             self._remove_listener()
-        with self._cv:
-            self._stopping = True
-            self._cv.notify_all()
+        self._queue.shut_down()
         if self._thread is not threading.current_thread():
             self._thread.join(timeout=10)
 
     def wait_idle(self, timeout: float = 5.0) -> bool:
-        return self._idle.wait(timeout)
+        return self._queue.idle.wait(timeout)
 
     # The work queue (deduplicating, with delayed requeues).
 
     def enqueue(self, key: tuple[str, ...]) -> None:
-        with self._cv:
-            self._pending[key] = None
-            self._cv.notify()
+        self._queue.add(key)
 
     def enqueue_after(self, key: tuple[str, ...], delay: float) -> None:
-        if delay <= 0:
-            self.enqueue(key)
-            return
-        with self._cv:
-            due = time.monotonic() + delay
-            if key in self._due and self._due[key] <= due:
-                return
-            self._due[key] = due
-            heapq.heappush(self._delayed, (due, next(self._seq), key))
-            self._cv.notify()
-
-    def _next(self) -> tuple[str, ...] | None:
-        with self._cv:
-            while True:
-                if self._stopping:
-                    return None
-                now = time.monotonic()
-                while self._delayed and self._delayed[0][0] <= now:
-                    due, _, key = heapq.heappop(self._delayed)
-                    if self._due.get(key) == due:
-                        del self._due[key]
-                        self._pending[key] = None
-                if self._pending:
-                    key = next(iter(self._pending))
-                    del self._pending[key]
-                    return key
-                self._idle.set()
-                timeout = self._delayed[0][0] - now if self._delayed else None
-                self._cv.wait(timeout)
-                self._idle.clear()
+        self._queue.add_after(key, delay)
 
     def _loop(self) -> None:
         while True:
-            key = self._next()
+            key = self._queue.get()
             if key is None:
                 return
             try:
@@ -377,19 +336,17 @@ class NodePoolController:
                 else:
                     again = self._sync_orphans(key[1], key[2])
             except ApiError as e:
-                n = self._failures.get(key, 0)
-                self._failures[key] = n + 1
+                n = self._queue.failed(key)
                 if e.code not in (404, 409):
                     log.warning("nodepool %s: %s", "/".join(key[1:]), e.message)
                 self.enqueue_after(key, min(0.01 * 2 ** n, 2.0))
                 continue
             except Exception:
                 log.exception("nodepool %s: sync failed", "/".join(key[1:]))
-                n = self._failures.get(key, 0)
-                self._failures[key] = n + 1
+                n = self._queue.failed(key)
                 self.enqueue_after(key, min(0.05 * 2 ** n, 5.0))
                 continue
-            self._failures.pop(key, None)
+            self._queue.forget(key)
             if key[0] == "np" and self.backend.store.get(NODEPOOLS, key[1], key[2]) is not None:
                 again = min(again, self.settings.resync_seconds) if again is not None else self.settings.resync_seconds
             if again is not None:
@@ -1091,7 +1048,6 @@ class NodePoolController:
             ])
             return self.settings.machine_boot_seconds
         aws = copy_obj(aws)
-        status = machine.get("status") or {}
         known_id = (aws.get("spec") or {}).get("instanceID") or instance_id_of((aws.get("spec") or {}).get("providerID"))
         if not (aws.get("status") or {}).get("ready") and known_id:
             # CAPA's findInstance: an AWSMachine that names its instance (restored from another
@@ -1126,7 +1082,6 @@ class NodePoolController:
             ])
             machine = copy_obj(store.get(MACHINES, ctx.cp_ns, name) or machine)
             aws = copy_obj(store.get(AWSMS, ctx.cp_ns, name) or aws)
-            status = machine.get("status") or {}
         if not (aws.get("status") or {}).get("ready"):
             left = self.settings.machine_boot_seconds - self._elapsed("boot", uid)
             if left > 0:
