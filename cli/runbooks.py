@@ -6,7 +6,7 @@ server for it, so no server is needed; with it, the run shows up in that server'
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable
+from typing import Annotated, Any, Callable
 from uuid import UUID
 
 import typer
@@ -19,6 +19,21 @@ from hcp.cluster_access import ClusterAccess
 run_app = typer.Typer(help="Run a runbook now, in this process; prints its report, exits non-zero on failure.",
                       no_args_is_help=True)
 backups_app = typer.Typer(help="Backups in S3 (read from their manifests).", no_args_is_help=True)
+
+
+# The options every runbook takes, said once.
+Kubeconfig = Annotated[Path | None, typer.Option("--kubeconfig", help="default: $KUBECONFIG or ~/.kube/config")]
+Context = Annotated[str | None, typer.Option("--context", help="the management cluster's context")]
+ManagementCluster = Annotated[str | None, typer.Option("--management-cluster",
+                                                       help="its name in backups (default: context)")]
+OperationId = Annotated[str | None, typer.Option("--operation-id", help="continue this operation")]
+ApprovedBy = Annotated[str | None, typer.Option("--approved-by", help="approve the run's gates in advance, as NAME")]
+BreakLockHeldBy = Annotated[str | None, typer.Option("--break-lock-held-by", help="break a dead operation's lock")]
+Timeout = Annotated[float | None, typer.Option("--timeout", help="seconds for each wait")]
+
+
+def _approval(approved_by: str | None) -> dict[str, str] | None:
+    return {"pre_approved_by": approved_by} if approved_by else None
 
 
 def _params(model: type[BaseModel], **fields: Any) -> Any:
@@ -66,18 +81,18 @@ def _finish(state: Any, render: Callable[[Any], str]) -> None:
 def run_etcd_backup(
     cluster: str = typer.Option(..., "--cluster", help="NAMESPACE/NAME of the HostedCluster"),
     bucket: str = typer.Option(..., "--bucket", help="S3 bucket for the backup"),
-    kubeconfig: Path = typer.Option(None, "--kubeconfig", help="default: $KUBECONFIG or ~/.kube/config"),
-    context: str = typer.Option(None, "--context", help="the management cluster's context"),
-    management_cluster: str = typer.Option(None, "--management-cluster", help="its name in backups (default: context)"),
+    kubeconfig: Kubeconfig = None,
+    context: Context = None,
+    management_cluster: ManagementCluster = None,
     prefix: str = typer.Option("hcp-backups", "--prefix"),
     mode: str = typer.Option("online", "--mode", help="online | quiesced"),
     verify: str = typer.Option("sha256", "--verify", help="sha256 | full"),
     sse: str = typer.Option("AES256", "--sse", help="AES256 | aws:kms"),
     kms_key_id: str = typer.Option(None, "--kms-key-id"),
     dry_run: bool = typer.Option(False, "--dry-run", help="check and print the plan; change nothing"),
-    operation_id: str = typer.Option(None, "--operation-id", help="continue this operation"),
-    approved_by: str = typer.Option(None, "--approved-by", help="approve the run's gates in advance, as NAME"),
-    break_lock_held_by: str = typer.Option(None, "--break-lock-held-by", help="break a dead operation's lock"),
+    operation_id: OperationId = None,
+    approved_by: ApprovedBy = None,
+    break_lock_held_by: BreakLockHeldBy = None,
 ) -> None:
     """Back up one hosted cluster's etcd to S3."""
     from flows.etcd_backup import EtcdBackupParams, etcd_backup
@@ -86,16 +101,16 @@ def run_etcd_backup(
                      management=_access(kubeconfig, context), management_cluster=management_cluster, mode=mode,
                      verify=verify, encryption={"sse": sse, "kms_key_id": kms_key_id}, dry_run=dry_run,
                      operation_id=operation_id, break_lock_held_by=break_lock_held_by,
-                     approval={"pre_approved_by": approved_by} if approved_by else None)
+                     approval=_approval(approved_by))
     _finish(run_here(etcd_backup, params), lambda report: report.to_markdown())
 
 
 @run_app.command("fleet-backup")
 def run_fleet_backup(
     bucket: str = typer.Option(..., "--bucket"),
-    kubeconfig: Path = typer.Option(None, "--kubeconfig"),
-    context: str = typer.Option(None, "--context"),
-    management_cluster: str = typer.Option(None, "--management-cluster"),
+    kubeconfig: Kubeconfig = None,
+    context: Context = None,
+    management_cluster: ManagementCluster = None,
     prefix: str = typer.Option("hcp-backups", "--prefix"),
     namespace: str = typer.Option(None, "--namespace", help="only HostedClusters in this namespace"),
     selector: str = typer.Option(None, "--selector", "-l", help="label selector on HostedClusters"),
@@ -119,9 +134,9 @@ def run_fleet_backup(
 def run_etcd_restore(
     cluster: str = typer.Option(None, "--cluster", help="NAMESPACE/NAME: the HostedCluster to restore in place (with "
                                 "--into-new-cluster: the cluster whose newest backup to use)"),
-    kubeconfig: Path = typer.Option(None, "--kubeconfig", help="default: $KUBECONFIG or ~/.kube/config"),
-    context: str = typer.Option(None, "--context", help="the management cluster's context"),
-    management_cluster: str = typer.Option(None, "--management-cluster", help="its name in backups (default: context)"),
+    kubeconfig: Kubeconfig = None,
+    context: Context = None,
+    management_cluster: ManagementCluster = None,
     source: str = typer.Option("latest-backup", "--source", help="latest-backup | backup | snapshot | member-db"),
     bucket: str = typer.Option(None, "--bucket", help="S3 bucket of the backups"),
     prefix: str = typer.Option("hcp-backups", "--prefix"),
@@ -141,13 +156,13 @@ def run_etcd_restore(
                                          "if the run fails"),
     remove: bool = typer.Option(False, "--remove", help="--into-new-cluster: remove what --operation-id created"),
     dry_run: bool = typer.Option(False, "--dry-run", help="check the snapshot and print the plan; change nothing"),
-    operation_id: str = typer.Option(None, "--operation-id", help="continue this operation"),
-    approved_by: str = typer.Option(None, "--approved-by", help="approve the run's gates in advance, as NAME"),
-    break_lock_held_by: str = typer.Option(None, "--break-lock-held-by", help="break a dead operation's lock"),
-    timeout: float = typer.Option(None, "--timeout", help="seconds for each wait"),
+    operation_id: OperationId = None,
+    approved_by: ApprovedBy = None,
+    break_lock_held_by: BreakLockHeldBy = None,
+    timeout: Timeout = None,
 ) -> None:
     """Restore a hosted cluster's etcd from a backup or a snapshot: in place, or into a new HostedCluster."""
-    approval = {"pre_approved_by": approved_by} if approved_by else None
+    approval = _approval(approved_by)
     access = _access(kubeconfig, context)
     if into_new_cluster:
         from flows.etcd_restore_new_cluster import EtcdRestoreNewClusterParams, etcd_restore_new_cluster
@@ -181,17 +196,17 @@ def run_etcd_restore(
 @run_app.command("etcd-member-recovery")
 def run_etcd_member_recovery(
     cluster: str = typer.Option(..., "--cluster", help="NAMESPACE/NAME of the HostedCluster"),
-    kubeconfig: Path = typer.Option(None, "--kubeconfig", help="default: $KUBECONFIG or ~/.kube/config"),
-    context: str = typer.Option(None, "--context", help="the management cluster's context"),
-    management_cluster: str = typer.Option(None, "--management-cluster", help="its name in backups (default: context)"),
+    kubeconfig: Kubeconfig = None,
+    context: Context = None,
+    management_cluster: ManagementCluster = None,
     member: str = typer.Option(None, "--member", help="the failing member (etcd-N); default: the one found failing"),
     bucket: str = typer.Option(None, "--bucket", help="the backups' bucket, for the restore command printed when "
                                "recovery is refused"),
     dry_run: bool = typer.Option(False, "--dry-run", help="print the health table and the plan; change nothing"),
-    operation_id: str = typer.Option(None, "--operation-id", help="continue this operation"),
-    approved_by: str = typer.Option(None, "--approved-by", help="approve the run's gates in advance, as NAME"),
-    break_lock_held_by: str = typer.Option(None, "--break-lock-held-by", help="break a dead operation's lock"),
-    timeout: float = typer.Option(None, "--timeout", help="seconds for each wait"),
+    operation_id: OperationId = None,
+    approved_by: ApprovedBy = None,
+    break_lock_held_by: BreakLockHeldBy = None,
+    timeout: Timeout = None,
 ) -> None:
     """Replace the one failing etcd member of a hosted cluster (quorum intact); refuses otherwise and prints the
     etcd-restore run to use instead."""
@@ -199,7 +214,7 @@ def run_etcd_member_recovery(
 
     params = _params(EtcdMemberRecoveryParams, hosted_cluster=cluster, management=_access(kubeconfig, context),
                      management_cluster=management_cluster, member=member, bucket=bucket, dry_run=dry_run,
-                     operation_id=operation_id, approval={"pre_approved_by": approved_by} if approved_by else None,
+                     operation_id=operation_id, approval=_approval(approved_by),
                      break_lock_held_by=break_lock_held_by, timeout_seconds=timeout)
     _finish(run_here(etcd_member_recovery, params), lambda report: report.to_markdown())
 
@@ -223,8 +238,8 @@ def run_dr_migrate(
                                   "destination and bring the source back (before the teardown only)"),
     dry_run: bool = typer.Option(False, "--dry-run", help="check both sides and print the plan; change nothing"),
     operation_id: str = typer.Option(None, "--operation-id", help="continue (or roll back) this operation"),
-    approved_by: str = typer.Option(None, "--approved-by", help="approve the run's gates in advance, as NAME"),
-    break_lock_held_by: str = typer.Option(None, "--break-lock-held-by", help="break a dead operation's lock"),
+    approved_by: ApprovedBy = None,
+    break_lock_held_by: BreakLockHeldBy = None,
     timeout: float = typer.Option(None, "--timeout", help="seconds for each wait on a cluster"),
     dns_timeout: float = typer.Option(None, "--dns-timeout", help="seconds for the source's DNS records to go"),
 ) -> None:
@@ -237,16 +252,16 @@ def run_dr_migrate(
                                   "management_cluster": destination_name},
                      route53_zone_id=route53_zone_id, external_dns_domain=external_dns_domain, rollback=rollback,
                      dry_run=dry_run, operation_id=operation_id, break_lock_held_by=break_lock_held_by,
-                     approval={"pre_approved_by": approved_by} if approved_by else None, timeout_seconds=timeout,
+                     approval=_approval(approved_by), timeout_seconds=timeout,
                      dns_timeout_seconds=dns_timeout)
     _finish(run_here(dr_migrate, params), lambda report: report.to_markdown())
 
 
 def recover_command(
     operation_id: str = typer.Argument(..., help="the operation whose run died (op-<UTC time>-<hex>)"),
-    kubeconfig: Path = typer.Option(None, "--kubeconfig"),
-    context: str = typer.Option(None, "--context", help="the management cluster's context"),
-    management_cluster: str = typer.Option(None, "--management-cluster"),
+    kubeconfig: Kubeconfig = None,
+    context: Context = None,
+    management_cluster: ManagementCluster = None,
 ) -> None:
     """Put back what a dead run lowered (replicas, pausedUntil) and release its lock."""
     from flows.recover import RecoverParams, recover
@@ -286,7 +301,7 @@ def backups_list(
     bucket: str = typer.Option(..., "--bucket"),
     prefix: str = typer.Option("hcp-backups", "--prefix"),
     cluster: str = typer.Option(None, "--cluster", help="NAMESPACE/NAME"),
-    management_cluster: str = typer.Option(None, "--management-cluster"),
+    management_cluster: ManagementCluster = None,
     endpoint_url: str = typer.Option(None, "--endpoint-url", help="an S3-compatible endpoint"),
 ) -> None:
     """Backups (complete, and incomplete prefixes without a manifest) from their manifests."""

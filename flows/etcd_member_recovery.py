@@ -86,7 +86,7 @@ def continue_command(params: EtcdMemberRecoveryParams, target: RunTarget, member
     """The command that continues this operation from where it stopped."""
     argv = ["hcp-runbooks", "run", RUNBOOK, *_cli_access(params), "--cluster", target.hosted_cluster,
             "--member", member, "--operation-id", target.operation_id]
-    return " ".join(shlex.quote(a) for a in argv)
+    return shlex.join(argv)
 
 
 def recovery_plan(params: EtcdMemberRecoveryParams, target: RunTarget, choice: MemberChoice,

@@ -474,7 +474,7 @@ def etcdctl_command(*args: str, endpoints: Sequence[str] | None = None) -> str:
     argv = etcdctl_argv(f"--dial-timeout={_DIAL_TIMEOUT}", f"--command-timeout={_COMMAND_TIMEOUT}", *args)
     if endpoints is not None:  # a repeated --endpoints would add to the local one, not replace it
         argv = [f"--endpoints={','.join(endpoints)}" if a.startswith("--endpoints=") else a for a in argv]
-    return " ".join(shlex.quote(a) for a in argv)
+    return shlex.join(argv)
 
 
 def _health_and_status_script(endpoints: Sequence[str]) -> list[str]:
@@ -605,7 +605,7 @@ def restore_commands(table: HealthTable, *, cluster: str, kubeconfig: str | Path
     if readable and not any(r.answers for r in table.rows):
         best = max(readable, key=lambda r: ((r.status.revision if r.status else -1), -(r.ordinal or 0)))
         out.append(argv + ["--source", "member-db", "--member", best.name])
-    return [" ".join(shlex.quote(a) for a in cmd) for cmd in out]
+    return [shlex.join(cmd) for cmd in out]
 
 
 def restore_advice(commands: Sequence[str]) -> str:

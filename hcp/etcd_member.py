@@ -107,7 +107,7 @@ class EtcdMemberError(RuntimeError):
         where = f"{namespace}/{pod}" if pod else namespace
         text = f"etcd {where}" + (f" (cluster {cluster})" if cluster else "") + f", step {step}: {message}"
         if command:
-            text += f" [command: {' '.join(shlex.quote(a) for a in command)}]"
+            text += f" [command: {shlex.join(command)}]"
         super().__init__(f"{text}. Next: {next_step}")
         self.namespace = namespace
         self.pod = pod
@@ -168,8 +168,8 @@ def member_status(api: client.ApiClient | client.CoreV1Api, member: EtcdMember, 
     # One exec for both (each exec is a round trip through the API server): `endpoint status`, then
     # `endpoint health`, which does a quorum read, so a member that answers status but cannot serve
     # reads (no leader, lost quorum) shows up there. A failing status ends the script with its code.
-    argv = ["sh", "-c", f"{_sh(etcdctl_argv('endpoint', 'status', '-w', 'json'))} || exit $?; echo {_HEALTH_MARK}; "
-                        f"{_sh(etcdctl_argv('endpoint', 'health', '-w', 'json'))}; echo \"{_HEALTH_MARK} $?\""]
+    argv = ["sh", "-c", f"{shlex.join(etcdctl_argv('endpoint', 'status', '-w', 'json'))} || exit $?; echo {_HEALTH_MARK}; "
+                        f"{shlex.join(etcdctl_argv('endpoint', 'health', '-w', 'json'))}; echo \"{_HEALTH_MARK} $?\""]
     try:
         result = _run(api, member, argv, timeout=timeout, check=False)
     except ExecError as e:
@@ -224,7 +224,7 @@ def save_snapshot(api: client.ApiClient | client.CoreV1Api, member: EtcdMember, 
     if not path.startswith("/") or path.endswith("/"):
         raise ValueError(f"snapshot path must be an absolute file path, not {path!r}")
     save_argv = etcdctl_argv("snapshot", "save", path)  # what errors name: the command an operator knows
-    argv = ["sh", "-c", f"{_sh(save_argv)} >/dev/null || exit $?; echo {_SAVED_MARK}; {_facts_script(path, hash_file)}"]
+    argv = ["sh", "-c", f"{shlex.join(save_argv)} >/dev/null || exit $?; echo {_SAVED_MARK}; {_facts_script(path, hash_file)}"]
     try:
         result = _run(api, member, argv, timeout=timeout, check=False)
     except ExecError as e:
@@ -279,8 +279,8 @@ def _facts_script(path: str, hash_file: bool, hasher: str = "sha256sum") -> str:
     the version run while the status is computed. etcdctl 3.5 still has `snapshot status`
     (deprecated for etcdutl); an image without it falls back to etcdutl."""
     q = shlex.quote(path)
-    status = _sh(etcdctl_argv("snapshot", "status", path, "-w", "json"))
-    endpoint = _sh(etcdctl_argv("endpoint", "status", "-w", "json"))
+    status = shlex.join(etcdctl_argv("snapshot", "status", path, "-w", "json"))
+    endpoint = shlex.join(etcdctl_argv("endpoint", "status", "-w", "json"))
     hashing = f"{hasher} {q} > {q}.sha256 & hashing=$!; " if hash_file else ""
     hashed = f"wait $hashing; h=$?; [ $rc -eq 0 ] && rc=$h; [ $rc -eq 0 ] && cat {q}.sha256; " if hash_file else ""
     return (f"{hashing}{{ {endpoint} 2>/dev/null || echo '[]'; }} > {q}.version & versioning=$!; "
@@ -513,7 +513,7 @@ def _live_stream_script(path: str, remove_after: bool = False) -> str:
     file too once its facts are printed (a mark says so)."""
     q, part = shlex.quote(path), shlex.quote(path + ".part")
     leftovers = " ".join(shlex.quote(path + suffix) for suffix in ("", *_LEFTOVERS))
-    save = _sh(etcdctl_argv("snapshot", "save", path))
+    save = shlex.join(etcdctl_argv("snapshot", "save", path))
 
     def fail(what: str, code: str) -> str:
         return f"{{ echo '{_FAILED_MARK} {what} ---' >&2; exit {code}; }}"
@@ -594,7 +594,7 @@ def _short(e: Exception) -> str:
         if e.exit_code is not None:
             return _exit_text(e.exit_code, e.stderr)
         text = str(e)
-        quoted = " ".join(shlex.quote(a) for a in e.argv)
+        quoted = shlex.join(e.argv)
         at = text.find(quoted + ": ")
         return (text[at + len(quoted) + 2:] if at >= 0 else text)[:500]
     return str(e)
@@ -605,8 +605,6 @@ def _exit_text(code: int, stderr: bytes) -> str:
     return f"exited {code}" + (f"; stderr: {tail}" if tail else "")
 
 
-def _sh(argv: Sequence[str]) -> str:
-    return " ".join(shlex.quote(a) for a in argv)
 
 
 def _error(api: client.ApiClient | client.CoreV1Api, member: EtcdMember, step: str, e: ExecError,

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import select
+import shlex
 import ssl
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -52,7 +53,7 @@ class ExecError(RuntimeError):
                  argv: Sequence[str], exit_code: int | None = None, stderr: bytes = b"") -> None:
         where = f"{namespace}/{pod}" + (f" container {container}" if container else "")
         tail = stderr.decode("utf-8", "replace").strip()[-2000:]
-        super().__init__(f"cluster {cluster}, pod {where}, command {_quote(argv)}: {message}"
+        super().__init__(f"cluster {cluster}, pod {where}, command {shlex.join(argv)}: {message}"
                          + (f"; stderr: {tail}" if tail else ""))
         self.cluster = cluster
         self.namespace = namespace
@@ -292,7 +293,3 @@ def _close_reason(data: bytes) -> str:
     return ""
 
 
-def _quote(argv: Sequence[str]) -> str:
-    import shlex
-
-    return " ".join(shlex.quote(a) for a in argv)

@@ -97,7 +97,7 @@ def validate_crd(crd: dict) -> list[FieldError]:
         expected = f"{names['plural']}.{group}"
         name = (crd.get("metadata") or {}).get("name")
         if name != expected:
-            errors.append(FieldError("FieldValueInvalid", "metadata.name", f'must be spec.names.plural+"."+spec.group',
+            errors.append(FieldError("FieldValueInvalid", "metadata.name", 'must be spec.names.plural+"."+spec.group',
                                      name, True))
     return errors
 

@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from starlette.responses import Response
-from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from hcpsim.apiserver.errors import ApiError
 from hcpsim.apiserver.faults import ExecCut

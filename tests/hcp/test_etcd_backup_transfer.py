@@ -240,7 +240,7 @@ def _listing(api) -> list[str]:  # type: ignore[no-untyped-def]
 def bulky_etcd(mgmt1_api) -> None:  # type: ignore[no-untyped-def]
     """24 MB more in etcd-0, so that its snapshot takes long enough to be interrupted; deleted,
     compacted and defragmented afterwards (the session's other tests keep a small snapshot)."""
-    put = " ".join(shlex.quote(a) for a in [*ETCDCTL, "put"])
+    put = shlex.join([*ETCDCTL, "put"])
     _in_pod(mgmt1_api, "sh", "-c", f"for i in $(seq 24); do head -c 1000000 /dev/zero | tr '\\0' x | "
                                    f"{put} /hcp-test/bulky/$i >/dev/null || exit 1; done", timeout=120)
     yield

@@ -42,7 +42,7 @@ def put_marker(mgmt: client.ApiClient, cluster: str, key: str, value: str) -> No
 def put_bulk(mgmt: client.ApiClient, cluster: str, key: str, size: int) -> None:
     """A large value, generated in the pod (an exec's command line is no place for it)."""
     ns = HostedClusterRef.parse(cluster).control_plane_namespace
-    put = " ".join(shlex.quote(a) for a in etcdctl_argv("put", key))
+    put = shlex.join(etcdctl_argv("put", key))
     pod_exec.run(mgmt, ns, "etcd-0", "etcd", ["sh", "-c", f"head -c {size} /dev/zero | tr '\\0' x | {put}"])
 
 

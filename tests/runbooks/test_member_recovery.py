@@ -280,7 +280,7 @@ def test_nothing_is_destroyed_until_approved_then_exactly_the_failed_member_is_r
         assert report.status == "planned" and report.figures["member"] == "etcd-2"
         steps = [s.step for s in report.plan]
         assert steps.index("approval") < steps.index("delete the PVC of etcd-2") < steps.index("delete the pod etcd-2")
-        assert any(f"delete pvc/data-etcd-2 --wait=false" in s.command for s in report.plan)
+        assert any("delete pvc/data-etcd-2 --wait=false" in s.command for s in report.plan)
         # a healthy member named: refused, the failing one named in the message
         state = etcd_member_recovery(params(access, ha, member="etcd-0"), return_state=True)
         with pytest.raises(Exception, match="etcd-0 is healthy; the failing member is etcd-2"):
