@@ -164,7 +164,8 @@ def restore_plan(params: EtcdRestoreParams, target: RunTarget, layout: EtcdLayou
                          f"{layout.peer_urls[first]}" + _hash_check_flag(snapshot)
                          + (" (and the same for each member in its own data pod, side by side)"
                             if layout.replicas > 1 else "")),
-        PlanStep(step="remove the data pods", command=f"{oc} delete deployment -l app={DATA_POD_APP}"),
+        PlanStep(step="remove the data pods", changes=f"the deployments {cp}/{DATA_POD_APP}-* deleted (the snapshot "
+                 "copies in their emptyDirs go with them)", command=f"{oc} delete deployment -l app={DATA_POD_APP}"),
         PlanStep(step="start etcd and wait until every member is healthy",
                  changes=f"statefulset {cp}/etcd back to {layout.replicas}",
                  command=f"{oc} scale statefulset/etcd --replicas={layout.replicas}"),
