@@ -50,10 +50,10 @@ from hcp.etcd_member import EtcdMember, MemberStatus, list_members, member_statu
 from hcp.waits import WaitTimeout, wait_for_set
 
 __all__ = ["EtcdRestoreError", "EtcdLayout", "read_layout", "stop_statefulset", "wait_statefulset_stopped",
-           "DATA_POD_APP", "data_pod_deployment", "member_nodes", "start_data_pods", "copy_into_pod", "download_into_pod",
-           "download_script", "DownloadUnavailable", "snapshot_in_pod", "restore_script", "run_restore",
-           "remove_data_pods", "start_statefulset", "wait_members_healthy", "remove_previous_data", "previous_data_dir",
-           "RESTORE_ROOT"]
+           "DATA_POD_APP", "data_pod_deployment", "member_nodes", "start_data_pods", "copy_into_pod",
+           "download_into_pod", "download_script", "DownloadUnavailable", "snapshot_in_pod", "restore_script",
+           "run_restore", "remove_data_pods", "start_statefulset", "wait_members_healthy", "remove_previous_data",
+           "previous_data_dir", "RESTORE_ROOT"]
 
 STATEFULSET = "etcd"
 ETCD_CONTAINER = "etcd"
@@ -217,7 +217,8 @@ def wait_statefulset_stopped(api: client.ApiClient, layout: EtcdLayout, timeout:
 MEMBER_LABEL = "hcp-runbooks/etcd-member"
 
 
-def data_pod_deployment(layout: EtcdLayout, operation_id: str, member: str, node: str | None = None) -> dict[str, Any]:
+def data_pod_deployment(layout: EtcdLayout, operation_id: str, member: str,
+                        node: str | None = None) -> dict[str, Any]:
     """The documented data-access Deployment (the etcd image, a shell that waits) for one member: its
     claim mounted at RESTORE_ROOT/<member>, and an emptyDir for the snapshot copy. One claim only: a
     pod mounting volumes of two zones cannot be scheduled (see the module docstring).

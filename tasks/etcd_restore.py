@@ -36,8 +36,9 @@ from tasks.etcd import snapshot_path
 from tasks.runbook import each_with_own_client
 
 __all__ = ["read_etcd_layout", "choose_backup", "fetch_snapshot", "stop_etcd", "wait_etcd_stopped",
-           "start_data_pods", "download_snapshot", "copy_snapshot", "restore_data", "remove_data_pods", "start_etcd", "verify_restore",
-           "wait_cluster_available", "remove_previous_data", "RestoredData", "Verified", "SnapshotIn", "ChosenBackup", "work_dir_for"]
+           "start_data_pods", "download_snapshot", "copy_snapshot", "restore_data", "remove_data_pods", "start_etcd",
+           "verify_restore", "wait_cluster_available", "remove_previous_data", "RestoredData", "Verified", "SnapshotIn",
+           "ChosenBackup", "work_dir_for"]
 
 RUNBOOK = "etcd-restore"
 
