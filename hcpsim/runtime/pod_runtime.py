@@ -30,6 +30,7 @@ container state changes, so the controller can refresh the pod status without po
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import signal
@@ -155,7 +156,9 @@ class _Pod:
         self.init_containers: dict[str, _Container] = {}
         self.init_thread: threading.Thread | None = None
         self.stopping = threading.Event()
-        self.stop_deadline = 0.0  # time.time() when a graceful stop turns to SIGKILL (`shorten_stop`)
+        # time.time() when a graceful stop turns to SIGKILL; `shorten_stop` may bring it forward, also
+        # before `stop_pod`'s thread has set it
+        self.stop_deadline = math.inf
         self.exec_pids: set[int] = set()
 
 
@@ -356,7 +359,8 @@ class PodRuntime:
             for sid in pod.exec_pids:
                 for pid in _session_members(sid):
                     _signal(pid, signal.SIGTERM, group=False)
-            pod.stop_deadline = time.time() + grace_seconds
+            with self._lock:
+                pod.stop_deadline = min(pod.stop_deadline, time.time() + grace_seconds)
             for p in procs:
                 # in short waits: a delete with a shorter grace period may bring the deadline forward
                 while (left := pod.stop_deadline - time.time()) > 0:

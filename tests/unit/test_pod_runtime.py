@@ -211,6 +211,22 @@ def test_stop_leaves_no_process(runtime: PodRuntime, vols: dict[str, Path]) -> N
     assert st.state == "terminated"
 
 
+def test_a_shorter_grace_given_as_the_stop_begins_is_kept(runtime: PodRuntime, vols: dict[str, Path]) -> None:
+    """A delete that shortens the grace period may reach the runtime before the first delete's stop has
+    set its deadline (the kubelet stops a pod on a thread of its own): the shorter one still wins."""
+    import threading
+
+    runtime.register_runner("stubborn", CommandRunner())
+    _start(runtime, vols, [ContainerSpec("main", "stubborn", command=["sh", "-c", "trap '' TERM; while :; do sleep 0.1; done"])])
+    assert _wait_for(lambda: runtime.container_states("u1")["main"].state == "running")
+    runtime.shorten_stop("u1", 0.2)
+    stop = threading.Thread(target=runtime.stop_pod, args=("u1",), kwargs={"grace_seconds": 120}, daemon=True)
+    stop.start()
+    stop.join(30)  # it ignores SIGTERM: only the SIGKILL at the shortened deadline ends it
+    assert not stop.is_alive()
+    assert runtime.container_states("u1")["main"].state == "terminated"
+
+
 def test_close_stops_everything(tmp_path: Path, vols: dict[str, Path]) -> None:
     marker = f"8{os.getpid()}"
     rt = PodRuntime(tmp_path / "rt2")
