@@ -24,8 +24,8 @@ loopback IP; names come from a per-pod /etc/hosts where `localhost` is the pod I
   * the etcd-init container gets CURL_CA_BUNDLE pointing at a bundle that also trusts the world CA
     (the world's S3 is signed by it). Its /tmp is the host's /tmp (shared by pods): a private /tmp
     emptyDir would hide the PVC directories when the simulator's data dir is under /tmp (the
-    sandbox bind-mounts /tmp before /var/lib), so several members restoring at once share
-    /tmp/snapshot.
+    sandbox bind-mounts /tmp before /var/lib), so each etcd-init downloads to a file of its own
+    (see scripts.py).
 Probes are not rendered (the simulated kubelet does not run them; a running container is ready).
 """
 

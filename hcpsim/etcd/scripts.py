@@ -11,6 +11,13 @@ that balances over the *ready* members. The simulated cluster DNS has no short n
 readiness-aware balancing, so the script is rendered with the members' own names
 (`https://etcd-N.etcd-discovery.<ns>.svc:2379`, etcdctl fails over between them), which is what the
 Service amounts to: the member that is starting is not listening, the others answer.
+
+One in etcd-init: the snapshot is downloaded to `/tmp/snapshot.$$` (removed on exit), not
+`/tmp/snapshot`. A real container has a /tmp of its own; the simulator's containers share the
+host's (see manifests.py), and the members of a HighlyAvailable cluster restore at the same time:
+one member's curl overwrote the file another was restoring from, the restore failed half-way, and
+the retried etcd-init found /var/lib/data not empty and started etcd on the remains (a CI flake:
+dr-migrate's destination with one member that never became healthy).
 """
 
 from __future__ import annotations
@@ -60,6 +67,7 @@ ETCD_INIT = """# If /var/lib/data is not empty we exit early, since this means a
 mkdir -p /var/lib/data
 [ "$(ls -A /var/lib/data)" ] && echo "/var/lib/data not empty, not restoring snapshot" && exit 0
 
+trap 'rm -f /tmp/snapshot.$$' EXIT
 RESTORE_URL_VAR="RESTORE_URL_ETCD"
 RESTORE_URL=${!RESTORE_URL_VAR}
 
@@ -67,12 +75,12 @@ RESTORE_URL=${!RESTORE_URL_VAR}
 # and also when a pre-signed URL is expired.
 # In this case we get an XML file which can be detected with `file` so we show
 # the contents via the logs then exit with an error status
-curl -o /tmp/snapshot ${RESTORE_URL}
-file /tmp/snapshot | grep -q XML && cat /tmp/snapshot && exit 1
+curl -o /tmp/snapshot.$$ ${RESTORE_URL}
+file /tmp/snapshot.$$ | grep -q XML && cat /tmp/snapshot.$$ && exit 1
 
 # FIXME: etcdctl restore is deprecated but the etcd container doesn't have etcdutl
-env ETCDCTL_API=3 /usr/bin/etcdctl -w table snapshot status /tmp/snapshot
-env ETCDCTL_API=3 /usr/bin/etcdctl snapshot restore /tmp/snapshot --data-dir=/var/lib/data
+env ETCDCTL_API=3 /usr/bin/etcdctl -w table snapshot status /tmp/snapshot.$$
+env ETCDCTL_API=3 /usr/bin/etcdctl snapshot restore /tmp/snapshot.$$ --data-dir=/var/lib/data
 """
 
 
