@@ -12,8 +12,9 @@ readiness-aware balancing, so the script is rendered with the members' own names
 (`https://etcd-N.etcd-discovery.<ns>.svc:2379`, etcdctl fails over between them), which is what the
 Service amounts to: the member that is starting is not listening, the others answer.
 
-One in etcd-init: the snapshot is downloaded to `/tmp/snapshot.$$` (removed on exit), not
-`/tmp/snapshot`. A real container has a /tmp of its own; the simulator's containers share the
+One in etcd-init: the snapshot is downloaded to a file of its own (`mktemp /tmp/snapshot.XXXXXX`,
+removed on exit), not `/tmp/snapshot`; not `/tmp/snapshot.$$` either: in a container's command
+Kubernetes turns `$$` into `$`. A real container has a /tmp of its own; the simulator's containers share the
 host's (see manifests.py), and the members of a HighlyAvailable cluster restore at the same time:
 one member's curl overwrote the file another was restoring from, the restore failed half-way, and
 the retried etcd-init found /var/lib/data not empty and started etcd on the remains (a CI flake:
@@ -67,7 +68,8 @@ ETCD_INIT = """# If /var/lib/data is not empty we exit early, since this means a
 mkdir -p /var/lib/data
 [ "$(ls -A /var/lib/data)" ] && echo "/var/lib/data not empty, not restoring snapshot" && exit 0
 
-trap 'rm -f /tmp/snapshot.$$' EXIT
+SNAPSHOT=$(mktemp /tmp/snapshot.XXXXXX)
+trap 'rm -f "$SNAPSHOT"' EXIT
 RESTORE_URL_VAR="RESTORE_URL_ETCD"
 RESTORE_URL=${!RESTORE_URL_VAR}
 
@@ -75,12 +77,12 @@ RESTORE_URL=${!RESTORE_URL_VAR}
 # and also when a pre-signed URL is expired.
 # In this case we get an XML file which can be detected with `file` so we show
 # the contents via the logs then exit with an error status
-curl -o /tmp/snapshot.$$ ${RESTORE_URL}
-file /tmp/snapshot.$$ | grep -q XML && cat /tmp/snapshot.$$ && exit 1
+curl -o "$SNAPSHOT" ${RESTORE_URL}
+file "$SNAPSHOT" | grep -q XML && cat "$SNAPSHOT" && exit 1
 
 # FIXME: etcdctl restore is deprecated but the etcd container doesn't have etcdutl
-env ETCDCTL_API=3 /usr/bin/etcdctl -w table snapshot status /tmp/snapshot.$$
-env ETCDCTL_API=3 /usr/bin/etcdctl snapshot restore /tmp/snapshot.$$ --data-dir=/var/lib/data
+env ETCDCTL_API=3 /usr/bin/etcdctl -w table snapshot status "$SNAPSHOT"
+env ETCDCTL_API=3 /usr/bin/etcdctl snapshot restore "$SNAPSHOT" --data-dir=/var/lib/data
 """
 
 
