@@ -349,14 +349,16 @@ class PodRuntime:
             pod.stopping.set()
             containers = [*pod.init_containers.values(), *pod.containers.values()]
             procs = [c.proc for c in containers if c.proc is not None]
-        groups = [p.pid for p in procs] + list(pod.exec_pids)
+            # execs end (and leave the set) while the pod stops: the loops below walk copies
+            exec_sids = list(pod.exec_pids)
+        groups = [p.pid for p in procs] + exec_sids
         if grace_seconds > 0:
             for p in procs:
                 # Main processes run under `unshare -f`: signal the namespace's init, not unshare itself
                 # (unshare dying would SIGKILL the child at once through --kill-child).
                 for pid in _children(p.pid) or [p.pid]:
                     _signal(pid, signal.SIGTERM, group=False)
-            for sid in pod.exec_pids:
+            for sid in exec_sids:
                 for pid in _session_members(sid):
                     _signal(pid, signal.SIGTERM, group=False)
             with self._lock:
